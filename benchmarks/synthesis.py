@@ -26,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from viper.sandbox import env, make_repo, metrics, run, set_params
+from viper.sandbox import env, make_repo, metrics, run, set_params, target
 
 SYNTH = ["captions", "reconstructions", "refinements", "edit_plans", "edited_pairs", "viper10k"]
 OUTS = ["data/captions", "data/reconstructions", "data/refinements", "data/edit_plans", "data/edited_pairs",
@@ -37,7 +37,7 @@ def timed_stages(repo: Path, force: bool = False) -> dict[str, float]:
     times = {}
     for stage in SYNTH:
         start = time.perf_counter()
-        run(["dvc", "repro", "-s", *(["-f"] if force else []), stage], repo)
+        run(["dvc", "repro", "-s", *(["-f"] if force else []), target(stage)], repo)
         times[stage] = time.perf_counter() - start
     return times
 
@@ -60,7 +60,7 @@ def cached_rows(repo: Path, step: str) -> int:
 
 def cold_and_warm(work: Path, n: int) -> dict:
     repo = make_repo(work / "cold", {"seeds.n_synthetic": n})
-    run(["dvc", "repro", "seeds", "models"], repo)
+    run(["dvc", "repro", "synthesis/dvc.yaml:seeds", "models"], repo)
     cold = timed_stages(repo)
     cold_metrics = {s: metrics(repo, s) for s in SYNTH}
     for out in OUTS:
@@ -80,16 +80,16 @@ def cold_and_warm(work: Path, n: int) -> dict:
 
 def kill_and_resume(work: Path, n: int) -> dict:
     clean = make_repo(work / "clean", {"seeds.n_synthetic": n, "vlm.batch_size": 4})
-    run(["dvc", "repro", "seeds", "models"], clean)
+    run(["dvc", "repro", "synthesis/dvc.yaml:seeds", "models"], clean)
     start = time.perf_counter()
-    run(["dvc", "repro", "captions"], clean)
+    run(["dvc", "repro", "synthesis/dvc.yaml:captions"], clean)
     uninterrupted = time.perf_counter() - start
     total = metrics(clean, "captions")["attempts"]
 
     repo = make_repo(work / "killed", {"seeds.n_synthetic": n, "vlm.batch_size": 4})
-    run(["dvc", "repro", "seeds", "models"], repo)
+    run(["dvc", "repro", "synthesis/dvc.yaml:seeds", "models"], repo)
     start = time.perf_counter()
-    proc = subprocess.Popen(["dvc", "repro", "captions"], cwd=repo, env=env(), start_new_session=True,
+    proc = subprocess.Popen(["dvc", "repro", "synthesis/dvc.yaml:captions"], cwd=repo, env=env(), start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     while cached_rows(repo, "captions") < total // 2 and proc.poll() is None:
         time.sleep(0.01)
@@ -98,7 +98,7 @@ def kill_and_resume(work: Path, n: int) -> dict:
     before_kill = time.perf_counter() - start
     done = cached_rows(repo, "captions")
     start = time.perf_counter()
-    run(["dvc", "repro", "captions"], repo)
+    run(["dvc", "repro", "synthesis/dvc.yaml:captions"], repo)
     resume = time.perf_counter() - start
     m = metrics(repo, "captions")
     same = all((repo / "data/captions" / f).read_bytes() == (clean / "data/captions" / f).read_bytes()
@@ -115,11 +115,11 @@ def kill_and_resume(work: Path, n: int) -> dict:
 
 def incremental(work: Path, n: int) -> dict:
     repo = make_repo(work / "incr", {"seeds.n_synthetic": n})
-    run(["dvc", "repro", "viper10k"], repo)
+    run(["dvc", "repro", "synthesis/dvc.yaml:viper10k"], repo)
     before = {s: calls(metrics(repo, s)) for s in SYNTH}
     extra = max(1, n // 10)
     set_params(repo, {"seeds.n_synthetic": n + extra})
-    run(["dvc", "repro", "viper10k"], repo)
+    run(["dvc", "repro", "synthesis/dvc.yaml:viper10k"], repo)
     after = {s: calls(metrics(repo, s)) for s in SYNTH}
     return {"seeds_before": n, "seeds_added": extra, "calls_cold": before, "calls_incremental": after,
             "work_fraction": round(sum(after.values()) / sum(before.values()), 4)}

@@ -4,15 +4,16 @@ paper's schedule)."""
 from viper.config import load_stage_params
 from viper.rl.cold_start import start_model
 from viper.rl.stages import run_stage
+from viper.store.viper10k import Viper10K
 from viper.stage import run, setup, write_metrics
 
 
 def main() -> None:
-    args = setup("rl_stage1", __doc__, ["init", "caption_refining", "visual_operation", "models", "out", "plot",
+    args = setup("rl_stage1", __doc__, ["init", "dataset", "models", "out", "plot",
                                         "metrics"])
     p = load_stage_params("rl_stage1")
     init = start_model(args.init)
-    metrics = run_stage(1, p, init, args.caption_refining, args.visual_operation, args.models, args.out, args.plot)
+    metrics = run_stage(1, p, init, Viper10K(args.dataset), args.models, args.out, args.plot)
     write_metrics(args.metrics, metrics)
 
 

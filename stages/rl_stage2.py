@@ -2,14 +2,15 @@
 
 from viper.config import load_stage_params
 from viper.rl.stages import run_stage
+from viper.store.viper10k import Viper10K
 from viper.stage import run, setup, write_metrics
 
 
 def main() -> None:
-    args = setup("rl_stage2", __doc__, ["stage1", "caption_refining", "visual_operation", "models", "out", "plot",
+    args = setup("rl_stage2", __doc__, ["stage1", "dataset", "models", "out", "plot",
                                         "metrics"])
     p = load_stage_params("rl_stage2")
-    metrics = run_stage(2, p, args.stage1, args.caption_refining, args.visual_operation, args.models, args.out,
+    metrics = run_stage(2, p, args.stage1, Viper10K(args.dataset), args.models, args.out,
                         args.plot)
     write_metrics(args.metrics, metrics)
 

@@ -11,6 +11,7 @@ from viper.store.io import atomic_dir, atomic_write_bytes, write_json, write_tab
 from viper.synth import viper10k as v10k
 from viper.synth.judge import JudgeTask
 from viper.store.cache import open_cache
+from viper.store.viper10k import build_manifest, card
 from viper.synth.runner import StepStats, check_reject_fraction, run_vlm_task
 
 
@@ -51,11 +52,10 @@ def main() -> None:
         entries["visual_operation"] = v10k.write_subset(
             tmp, v10k.operation_samples([q for q in pairs if q["edit_id"] in kept], originals, edited_images),
             p.viper10k.shard_size)
-    card = {"models": {role: model_identity(args.models, role) for role in ("vlm", "t2i", "edit", "clip")},
-            "params": {"viper10k": p.viper10k.dump(), "seed": p.seed}}
-    man = v10k.manifest(entries, card)
+    man = build_manifest(entries, models={role: model_identity(args.models, role) for role in ("vlm", "t2i", "edit", "clip")},
+                         params={"viper10k": p.viper10k.dump(), "seed": p.seed})
     write_json(out / "manifest.json", man)
-    atomic_write_bytes(out / "README.md", v10k.dataset_card(man).encode())
+    atomic_write_bytes(out / "README.md", card(man).encode())
     write_table(out / "decisions.parquet", decisions, v10k.DECISION_COLUMNS)
 
     reasons = Counter(d["reason"] for d in decisions if not d["kept"])

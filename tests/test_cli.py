@@ -32,7 +32,7 @@ def test_status_of_a_partly_built_pipeline(tmp_path, monkeypatch, capsys):
     from viper.sandbox import make_repo, run
 
     repo = make_repo(tmp_path / "repo", {"seeds.n_synthetic": 6})
-    run(["dvc", "repro", "captions"], repo)
+    run(["dvc", "repro", "synthesis/dvc.yaml:captions"], repo)
     monkeypatch.chdir(repo)
     monkeypatch.delenv(ENV_VAR, raising=False)
     assert main(["status", "--json"]) == 0

@@ -5,15 +5,11 @@ import re
 
 import yaml
 
-from viper.config import Params, leaf_keys, stage_declared_params
+from viper.config import Params, leaf_keys, pipeline_stages, stage_declared_params
 
-STAGES = ["models", "seeds", "captions", "reconstructions", "refinements", "edit_plans", "edited_pairs",
-          "viper10k", "cold_start", "rl_stage1", "rl_stage2", "bench_data", "predictions",
-          "benchmark"]
-
-
-def spec(root):
-    return yaml.safe_load((root / "dvc.yaml").read_text())["stages"]
+TRAIN_EVAL = ["models", "cold_start", "rl_stage1", "rl_stage2", "bench_data", "predictions", "benchmark"]
+SYNTHESIS = ["seeds", "captions", "reconstructions", "refinements", "edit_plans", "edited_pairs", "viper10k"]
+STAGES = TRAIN_EVAL + SYNTHESIS
 
 
 def _covers(declared: str, leaf: str) -> bool:
@@ -21,23 +17,40 @@ def _covers(declared: str, leaf: str) -> bool:
 
 
 def test_every_stage_exists_with_its_own_script(root):
-    stages = spec(root)
-    assert list(stages) == STAGES
+    assert list(yaml.safe_load((root / "dvc.yaml").read_text())["stages"]) == TRAIN_EVAL
+    assert list(yaml.safe_load((root / "synthesis" / "dvc.yaml").read_text())["stages"]) == SYNTHESIS
+    stages = pipeline_stages(root)
     for name, st in stages.items():
         assert f"stages/{name}.py" in st["deps"], name
         assert st["cmd"].startswith(f"python stages/{name}.py"), name
         assert (root / "stages" / f"{name}.py").exists()
+        assert st.get("wdir", "..") == "..", name  # synthesis stages run from the root like the others
+    assert all(stages[name]["wdir"] == ".." for name in SYNTHESIS)
+
+
+def test_training_reads_the_dataset_only_through_dataset_dir(root):
+    """What lets a pulled Viper10K stand in for synthesis: no training or evaluation stage names
+    data/viper10k or any synthesis output directly, so with dataset.dir elsewhere none is an ancestor."""
+    synth_outs = {o if isinstance(o, str) else next(iter(o)) for name in SYNTHESIS
+                  for o in pipeline_stages(root)[name]["outs"]}
+    for name in TRAIN_EVAL:
+        st = pipeline_stages(root)[name]
+        for dep in st["deps"]:
+            assert not any(dep == o or dep.startswith(o + "/") or o.startswith(dep + "/") for o in synth_outs), \
+                (name, dep)
+        if name in ("cold_start", "rl_stage1", "rl_stage2"):
+            assert "--dataset ${dataset.dir}" in st["cmd"] and "dataset" in st["params"], name
 
 
 def test_declared_params_exist_in_schema(root):
     leaves = leaf_keys(Params)
     for name in STAGES:
-        for key in stage_declared_params(name, root / "dvc.yaml"):
+        for key in stage_declared_params(name, root):
             assert any(_covers(key, leaf) for leaf in leaves), f"{name} declares unknown param {key}"
 
 
 def test_every_schema_leaf_is_read_by_some_stage(root):
-    declared = [k for name in STAGES for k in stage_declared_params(name, root / "dvc.yaml")]
+    declared = [k for name in STAGES for k in stage_declared_params(name, root)]
     for leaf in leaf_keys(Params):
         assert any(_covers(d, leaf) for d in declared), f"param {leaf} is declared by no stage"
 

@@ -1,8 +1,14 @@
-"""`viper`: where a pipeline stands, and the item cache.
+"""`viper`: where a pipeline stands, the item cache, and publishing / pulling Viper10K.
 
     viper status          per stage: DVC state, items in/out, rejects, cache hits/misses, cached calls
     viper cache info      cached model calls per step, and where the cache lives
     viper cache clear     delete the item cache (always safe: it only costs recomputation)
+    viper publish --license L [--name viper10k] [--remote R] [--tag T]
+                          copy the built data/viper10k into releases/<name> with a full card, push it to the
+                          DVC remote and commit its .dvc file (see viper/publish.py)
+    viper pull SOURCE [--rev REV] [--path releases/viper10k] [--out data/pulled/viper10k] [--url]
+                          `dvc import` a release, verify it, and set dataset.dir so training uses it
+    viper verify DIR      check a Viper10K directory: checksums, tar members, every record
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from pathlib import Path
 
 import yaml
 
+from viper.config import PIPELINE_FILES, pipeline_stages
 from viper.store.cache import cache_dir, clear_cache, open_cache
 
 # The cache step names each stage writes (viper10k runs two model steps).
@@ -21,15 +28,17 @@ CACHE_STEPS = {"viper10k": ("clip_filter", "judge")}
 
 
 def stage_states(root: Path) -> dict[str, str]:
-    """done (matches dvc.lock), changed (deps/params/outs differ), or new (never run)."""
+    """done (matches its dvc.lock), changed (deps/params/outs differ), or new (never run)."""
     from dvc.repo import Repo
 
-    locked = set((yaml.safe_load((root / "dvc.lock").read_text()) or {}).get("stages", {})) \
-        if (root / "dvc.lock").exists() else set()
+    locked: set[str] = set()
+    for f in PIPELINE_FILES:
+        lock = (root / f).with_suffix(".lock")
+        if lock.exists():
+            locked |= set((yaml.safe_load(lock.read_text()) or {}).get("stages", {}))
     with Repo(str(root)) as repo:
-        changed = set(repo.status())
-    stages = yaml.safe_load((root / "dvc.yaml").read_text())["stages"]
-    return {s: "new" if s not in locked else "changed" if s in changed else "done" for s in stages}
+        changed = {name.rpartition(":")[2] for name in repo.status()}  # "synthesis/dvc.yaml:captions"
+    return {s: "new" if s not in locked else "changed" if s in changed else "done" for s in pipeline_stages(root)}
 
 
 def _total(parts: list[dict], key: str) -> int | None:
@@ -73,7 +82,23 @@ def main(argv: list[str] | None = None) -> int:
     st.add_argument("--json", action="store_true", help="print JSON instead of a table")
     cache = sub.add_parser("cache", help="the item cache")
     cache.add_argument("action", choices=["info", "clear"])
+    pub = sub.add_parser("publish", help="publish the built Viper10K (DVC remote + committed .dvc file)")
+    pub.add_argument("--license", required=True, help="license of the dataset, e.g. CC-BY-4.0")
+    pub.add_argument("--name", default="viper10k", help="release directory under releases/")
+    pub.add_argument("--remote", help="DVC remote (default: the repository's default remote)")
+    pub.add_argument("--tag", help="also tag the publishing commit")
+    pl = sub.add_parser("pull", help="import a published Viper10K and train from it")
+    pl.add_argument("source", help="git URL or path of the publishing repository (with --url: a plain URL/dir)")
+    pl.add_argument("--path", default="releases/viper10k", help="the release's path in that repository")
+    pl.add_argument("--rev", help="git tag, branch or commit of the release")
+    pl.add_argument("--out", default="data/pulled/viper10k", help="where it lands here")
+    pl.add_argument("--url", action="store_true", help="SOURCE is a plain URL or directory (dvc import-url)")
+    ver = sub.add_parser("verify", help="check a Viper10K directory")
+    ver.add_argument("dir")
     args = parser.parse_args(argv)
+
+    if args.command in ("publish", "pull", "verify"):
+        return _dataset_command(args)
 
     if args.command == "status":
         root = Path.cwd()
@@ -89,6 +114,37 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {step}: {n} cached calls")
     else:
         print(f"cleared the item cache in {clear_cache()}")
+    return 0
+
+
+def _dataset_command(args: argparse.Namespace) -> int:
+    from viper import publish as pub
+    from viper.store.viper10k import DatasetError
+
+    root = Path.cwd()
+    if args.command != "verify" and not (root / "dvc.yaml").exists():
+        print(f"viper {args.command}: no dvc.yaml here; run it from the repository root", file=sys.stderr)
+        return 2
+    try:
+        if args.command == "publish":
+            out = pub.publish(root, args.name, args.license, args.remote, args.tag)
+            print(f"published {out['release']} (built at {out['built_at'][:12]}) to DVC remote {out['remote']!r} "
+                  f"in commit {out['commit'][:12]}: {out['counts']}\n"
+                  f"push the commit{' and tag' if out['tag'] else ''} to your git remote; consumers run:\n"
+                  f"  {out['import']}")
+        elif args.command == "pull":
+            out = pub.pull(root, args.source, args.path, args.out, args.rev, args.url)
+            rel = out["release"]
+            print(f"pulled Viper10K into {out['dir']}: {out['counts']}, verified"
+                  + (f"; built at {rel['git_revision'][:12]}, license {rel['license']}" if rel else "")
+                  + f"\nparams.yaml: dataset.dir = {out['dir']}; `dvc repro` now trains from it (no synthesis). "
+                  f"Commit {out['dir']}.dvc and params.yaml to record the choice.")
+        else:
+            out = pub.verify(Path(args.dir))
+            print(f"{out['dir']}: OK {out['counts']}")
+    except (pub.PublishError, DatasetError) as err:
+        print(f"viper {args.command}: {err}", file=sys.stderr)
+        return 1
     return 0
 
 

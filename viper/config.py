@@ -117,6 +117,12 @@ class Viper10k(_Section):
         return self
 
 
+class Dataset(_Section):
+    dir: str = Field(min_length=1, description=(
+        "The Viper10K that training reads: data/viper10k (built by synthesis/dvc.yaml) or a pulled release "
+        "(`viper pull`); with the latter, synthesis never runs."))
+
+
 class Rl(_Section):
     backend: Literal["trl", "verl"] = Field(
         description="trl: GRPOTrainer on one machine (CPU or GPU); verl: Ray + FSDP + vLLM rollouts on 1..N "
@@ -205,6 +211,7 @@ class Params(_Section):
     edit_plans: EditPlans
     edited_pairs: EditedPairs
     viper10k: Viper10k
+    dataset: Dataset
     cold_start: ColdStart
     rl: Rl
     reward: Reward
@@ -248,11 +255,24 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     return parse_params(yaml.safe_load(path.read_text()), str(path))
 
 
-def stage_declared_params(stage: str, dvc_yaml: str | Path = "dvc.yaml") -> list[str]:
-    """The params keys a stage declares in dvc.yaml (dotted paths into params.yaml)."""
-    spec = yaml.safe_load(Path(dvc_yaml).read_text())["stages"]
+# The pipeline files, relative to the repository root: training + evaluation, and Viper10K synthesis
+# (a file of its own so training on a pulled dataset never reaches it). Stage names are unique across both.
+PIPELINE_FILES = ("dvc.yaml", "synthesis/dvc.yaml")
+
+
+def pipeline_stages(root: str | Path = ".") -> dict[str, dict]:
+    """Every stage of the pipeline, name -> its dvc.yaml entry, in file order."""
+    stages: dict[str, dict] = {}
+    for f in PIPELINE_FILES:
+        stages.update(yaml.safe_load((Path(root) / f).read_text())["stages"])
+    return stages
+
+
+def stage_declared_params(stage: str, root: str | Path = ".") -> list[str]:
+    """The params keys a stage declares in its dvc.yaml (dotted paths into params.yaml)."""
+    spec = pipeline_stages(root)
     if stage not in spec:
-        raise ParamsError(f"stage {stage!r} is not in {dvc_yaml}; known: {sorted(spec)}")
+        raise ParamsError(f"stage {stage!r} is in none of {PIPELINE_FILES}; known: {sorted(spec)}")
     keys: list[str] = []
     for entry in spec[stage].get("params", []):
         if isinstance(entry, dict):  # {file: [keys]} form
@@ -304,9 +324,9 @@ class StageParams:
 
 
 def load_stage_params(stage: str, params_path: str | Path = "params.yaml",
-                      dvc_yaml: str | Path = "dvc.yaml") -> StageParams:
+                      root: str | Path = ".") -> StageParams:
     params = load_params(params_path)
-    declared = frozenset(stage_declared_params(stage, dvc_yaml))
+    declared = frozenset(stage_declared_params(stage, root))
     return StageParams(params, declared, stage=stage)
 
 

@@ -33,7 +33,14 @@ def run(cmd: list[str], cwd: Path) -> str:
 
 
 def ran_stages(output: str) -> set[str]:
-    return set(re.findall(r"Running stage '(\w+)'", output))
+    """Stage names DVC ran, without the file prefix of synthesis/dvc.yaml's stages."""
+    return set(re.findall(r"Running stage '(?:[\w/.-]+:)?(\w+)'", output))
+
+
+def target(stage: str) -> str:
+    """The `dvc repro` target of a stage, whichever pipeline file holds it."""
+    return stage if stage in yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"] \
+        else f"synthesis/dvc.yaml:{stage}"
 
 
 def project_files(root: Path = ROOT) -> list[str]:
@@ -44,7 +51,7 @@ def project_files(root: Path = ROOT) -> list[str]:
     def wanted(f: str) -> bool:
         if f.startswith("data/seed_images/"):
             return True
-        return not f.startswith(("data/", "reports/")) and f != "dvc.lock"
+        return not f.startswith(("data/", "reports/", "releases/")) and not f.endswith("dvc.lock")
 
     return [f for f in listed if (root / f).is_file() and wanted(f)]
 

@@ -35,12 +35,14 @@ def write_metrics(path: str | Path, metrics: dict) -> None:
 
 
 def run(main: Callable[[], None]) -> None:
-    """Call a stage's main(); problems the user must fix (bad params, missing data or models) end the
-    stage with their message instead of a traceback."""
+    """Call a stage's main(); problems the user must fix (bad params, missing, corrupt or unsafe data)
+    end the stage with their message instead of a traceback."""
     from viper.config import ParamsError
     from viper.eval.tsv import BenchmarkDataError
+    from viper.store.io import ShardError
+    from viper.store.viper10k import DatasetError
 
     try:
         main()
-    except (ParamsError, BenchmarkDataError) as err:
+    except (ParamsError, BenchmarkDataError, DatasetError, ShardError) as err:
         raise SystemExit(f"error: {err}") from None

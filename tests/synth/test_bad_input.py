@@ -74,7 +74,7 @@ def test_ingest_rejects_and_normalises(tmp_path):
 def test_seeds_stage_records_rejects_and_succeeds(tmp_path):
     repo = make_repo(tmp_path / "repo", {"seeds.source": "folder", "seeds.max_reject_fraction": 0.6})
     write_folder(repo / "data" / "seed_images")
-    run(["dvc", "repro", "seeds"], repo)
+    run(["dvc", "repro", "synthesis/dvc.yaml:seeds"], repo)
     rejects = pd.read_parquet(repo / "data/seeds/rejects.parquet")
     assert dict(zip(rejects["key"], rejects["reason"])) == EXPECTED_REJECTS
     m = metrics(repo, "seeds")
@@ -86,4 +86,4 @@ def test_too_many_rejects_fail_the_stage_with_counts_and_reasons(tmp_path):
     repo = make_repo(tmp_path / "repo", {"seeds.source": "folder", "seeds.max_reject_fraction": 0.2})
     write_folder(repo / "data" / "seed_images")
     with pytest.raises(AssertionError, match=r"6 of 13 items rejected \(46%\), above the limit of 20%"):
-        run(["dvc", "repro", "seeds"], repo)
+        run(["dvc", "repro", "synthesis/dvc.yaml:seeds"], repo)

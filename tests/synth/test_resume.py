@@ -33,9 +33,9 @@ def test_killed_stage_resumes_and_matches_an_uninterrupted_run(tmp_path):
     killed = make_repo(tmp_path / "killed", params)
     clean = make_repo(tmp_path / "clean", params)
     for repo in (killed, clean):
-        run(["dvc", "repro", "seeds", "models"], repo)
+        run(["dvc", "repro", "synthesis/dvc.yaml:seeds", "models"], repo)
 
-    proc = subprocess.Popen(["dvc", "repro", "captions"], cwd=killed, env=env(), start_new_session=True,
+    proc = subprocess.Popen(["dvc", "repro", "synthesis/dvc.yaml:captions"], cwd=killed, env=env(), start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
     while cached(killed, "captions") < 8 and proc.poll() is None and time.time() < deadline:
@@ -46,12 +46,12 @@ def test_killed_stage_resumes_and_matches_an_uninterrupted_run(tmp_path):
     assert 8 <= done_before < 48, f"the kill came too late ({done_before} of 48 cached)"
     assert not (killed / "data" / "captions").exists()  # outputs appear atomically or not at all
 
-    run(["dvc", "repro", "captions"], killed)
+    run(["dvc", "repro", "synthesis/dvc.yaml:captions"], killed)
     resumed = metrics(killed, "captions")
     assert resumed["cache_hits"] == done_before
     assert resumed["cache_misses"] == resumed["attempts"] - done_before
 
-    run(["dvc", "repro", "captions"], clean)
+    run(["dvc", "repro", "synthesis/dvc.yaml:captions"], clean)
     assert metrics(clean, "captions")["cache_hits"] == 0
     for name in ("captions.parquet", "rejects.parquet"):
         assert (killed / "data/captions" / name).read_bytes() == (clean / "data/captions" / name).read_bytes()
@@ -59,10 +59,10 @@ def test_killed_stage_resumes_and_matches_an_uninterrupted_run(tmp_path):
 
 def test_new_seeds_cost_model_calls_only_for_themselves(tmp_path):
     repo = make_repo(tmp_path / "repo", {"seeds.n_synthetic": 12})
-    run(["dvc", "repro", "viper10k"], repo)
+    run(["dvc", "repro", "synthesis/dvc.yaml:viper10k"], repo)
     before = {s: metrics(repo, s) for s in SYNTH}
     set_params(repo, {"seeds.n_synthetic": 15})  # the generator is sequential: 12 old scenes + 3 new
-    run(["dvc", "repro", "viper10k"], repo)
+    run(["dvc", "repro", "synthesis/dvc.yaml:viper10k"], repo)
     after = {s: metrics(repo, s) for s in SYNTH}
     retries = 3  # vlm.max_retries + 1 attempts at most per item
 

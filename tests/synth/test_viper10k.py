@@ -1,5 +1,5 @@
 from viper.synth.runner import Reject
-from viper.synth.viper10k import apply_verdicts, clip_decisions, manifest
+from viper.synth.viper10k import apply_verdicts, clip_decisions
 
 
 def pairs(n):
@@ -14,10 +14,3 @@ def test_clip_filter_and_judge_decisions():
     apply_verdicts(decisions, verdicts, [Reject("e4", "no_json", "", "{oops")])
     assert [(d["edit_id"], d["kept"], d["reason"], d["detail"]) for d in decisions[2:]] == [
         ("e2", True, "", ""), ("e3", False, "judge_rejected", "extra cat"), ("e4", False, "judge_no_json", "{oops")]
-
-
-def test_manifest_counts():
-    man = manifest({"caption_refining": [{"file": "a.tar", "sha256": "x", "count": 3},
-                                         {"file": "b.tar", "sha256": "y", "count": 2}],
-                    "visual_operation": []}, {"models": {}})
-    assert man["subsets"]["caption_refining"]["count"] == 5 and man["subsets"]["visual_operation"]["count"] == 0

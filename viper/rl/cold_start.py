@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from viper.rl import data
+from viper.store.viper10k import Viper10K
 
 INIT_FILE = "init.json"  # written instead of weights when the stage passes its input through
 
@@ -24,10 +25,10 @@ REASONING = {
 }
 
 
-def cot_examples(caption_dir: str | Path, operation_dir: str | Path, n: int, seed: int) -> list[dict]:
+def cot_examples(dataset: Viper10K, n: int, seed: int) -> list[dict]:
     """Up to n examples, half from each subset, as prompt/completion pairs."""
-    caption = data.caption_examples(caption_dir)[: n - n // 2]
-    operation = data.operation_examples(operation_dir)[: n // 2]
+    caption = data.caption_examples(dataset)[: n - n // 2]
+    operation = data.operation_examples(dataset)[: n // 2]
     out = []
     for ex in data.shuffled(caption + operation, seed):
         answer = "\n".join(ex["ground_truth"])

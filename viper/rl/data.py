@@ -1,4 +1,4 @@
-"""RL examples from the Viper10K shards, one schema for every backend.
+"""RL examples from a verified Viper10K directory (viper.store.viper10k), one schema for every backend.
 
 An example is {"prompt": chat messages, "images": [PIL, ...], "ground_truth": [str, ...], "task": str}.
 Stage-1 (caption_refining): image + its own caption -> the list of refinements.
@@ -7,17 +7,15 @@ Stage-2 (visual_operation): original + edited image -> the edit instruction.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
 from viper.prompts import templates
-from viper.store.io import read_shards
+from viper.store.viper10k import Viper10K
 
 
-def caption_examples(shard_dir: str | Path) -> list[dict]:
+def caption_examples(dataset: Viper10K) -> list[dict]:
     out = []
-    for s in read_shards(shard_dir):
+    for s in dataset.samples("caption_refining"):
         meta = s["json"]
         out.append({"prompt": [{"role": "user", "content": templates.POLICY_REFINE.format(caption=meta["caption"])}],
                     "images": [s["png"].convert("RGB")], "ground_truth": list(meta["refinements"]),
@@ -25,9 +23,9 @@ def caption_examples(shard_dir: str | Path) -> list[dict]:
     return out
 
 
-def operation_examples(shard_dir: str | Path) -> list[dict]:
+def operation_examples(dataset: Viper10K) -> list[dict]:
     out = []
-    for s in read_shards(shard_dir):
+    for s in dataset.samples("visual_operation"):
         out.append({"prompt": [{"role": "user", "content": templates.POLICY_OPERATION}],
                     "images": [s["src.png"].convert("RGB"), s["edited.png"].convert("RGB")],
                     "ground_truth": [s["json"]["instruction"]], "task": "visual_operation",

@@ -20,27 +20,35 @@ from pathlib import Path
 from typing import Any
 
 from viper.rl import data
+from viper.store.viper10k import Viper10K
 
 log = logging.getLogger("viper")
 
 
-def plan(stage: int, rl: Any, caption_dir: str, operation_dir: str, seed: int) -> tuple[list[dict], int]:
+def plan(stage: int, rl: Any, dataset: Viper10K, seed: int) -> tuple[list[dict], int]:
     """(examples, optimizer steps) for one stage of the schedule."""
     if rl.stage_order == "two_stage":
         if stage == 1:
-            return data.caption_examples(caption_dir), rl.stage1_steps
-        return data.operation_examples(operation_dir), rl.stage2_steps
+            return data.caption_examples(dataset), rl.stage1_steps
+        return data.operation_examples(dataset), rl.stage2_steps
     if stage == 2:
         return [], 0
     budget = rl.stage1_steps + rl.stage2_steps
     if rl.stage_order == "mixed":
-        both = data.caption_examples(caption_dir) + data.operation_examples(operation_dir)
+        both = data.caption_examples(dataset) + data.operation_examples(dataset)
         return data.shuffled(both, seed), budget
     if rl.stage_order == "caption_only":
-        return data.caption_examples(caption_dir), budget
+        return data.caption_examples(dataset), budget
     if rl.stage_order == "operation_only":
-        return data.operation_examples(operation_dir), budget
+        return data.operation_examples(dataset), budget
     raise ValueError(f"unknown rl.stage_order {rl.stage_order!r}")
+
+
+def dataset_summary(dataset: Viper10K) -> dict:
+    """Which Viper10K a run trained on, for its metrics: a pulled release names its origin."""
+    release = dataset.manifest.get("release") or {}
+    return {"dir": str(dataset.root), **dataset.counts(),
+            **{k: release[k] for k in ("git_revision", "license") if k in release}}
 
 
 def drop_overlong(examples: list[dict], processor: Any, max_prompt_length: int) -> tuple[list[dict], int]:
@@ -49,7 +57,7 @@ def drop_overlong(examples: list[dict], processor: Any, max_prompt_length: int) 
     return kept, len(examples) - len(kept)
 
 
-def run_stage(stage: int, p: Any, init_path: str, caption_dir: str, operation_dir: str, models_dir: str,
+def run_stage(stage: int, p: Any, init_path: str, dataset: Viper10K, models_dir: str,
               out_dir: str | Path, plot_path: str | Path) -> dict:
     from viper.backends.vlm import load_processor
     from viper.models import dir_digest, load_embedder, resolve
@@ -60,8 +68,8 @@ def run_stage(stage: int, p: Any, init_path: str, caption_dir: str, operation_di
     from viper.synth.runner import derive_id
 
     start = time.perf_counter()
-    examples, steps = plan(stage, p.rl, caption_dir, operation_dir, p.seed)
-    metrics: dict[str, Any] = {"schedule": p.rl.stage_order, "steps": steps}
+    examples, steps = plan(stage, p.rl, dataset, p.seed)
+    metrics: dict[str, Any] = {"schedule": p.rl.stage_order, "steps": steps, "dataset": dataset_summary(dataset)}
     if steps == 0:
         log.info("stage %d of schedule %s trains nothing: passing %s through", stage, p.rl.stage_order, init_path)
         with atomic_dir(out_dir) as tmp:

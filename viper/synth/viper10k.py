@@ -1,7 +1,7 @@
 """viper10k: validate the edited pairs (CLIP filter, then VLM judge) and package both subsets.
 
 Caption-refining items: (image, caption, refinements). Visual-operation items: (original, edited,
-instruction). Both are webdataset shards listed with counts and sha256 in manifest.json.
+instruction). The on-disk format (schema, manifest, card, verified reading) is viper/store/viper10k.py.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from viper.store.cache import ItemCache, image_digest, make_key
 from viper.store.io import png_bytes, sha256_file, write_shards
 from viper.synth.runner import StepStats, memoised
 
-SUBSETS = ("caption_refining", "visual_operation")
 DECISION_COLUMNS = ["edit_id", "id", "clip_similarity", "kept", "reason", "detail"]
 
 
@@ -78,23 +77,3 @@ def write_subset(out_dir: Path, samples: Any, shard_size: int) -> list[dict]:
         count = min(shard_size, len(samples) - i * shard_size)
         entries.append({"file": path.name, "sha256": sha256_file(path), "count": count})
     return entries
-
-
-def manifest(entries: dict[str, list[dict]], card: dict) -> dict:
-    return {"name": "Viper10K", **card,
-            "subsets": {name: {"count": sum(e["count"] for e in es), "shards": es} for name, es in entries.items()}}
-
-
-def dataset_card(man: dict) -> str:
-    lines = [f"# {man['name']} (built by this pipeline)", "",
-             "Self-synthesised ViPER training data: a VLM's captions critiqued against their reconstructions "
-             "(caption_refining) and image pairs with the edit instruction that links them (visual_operation).",
-             "", "| subset | items | shards |", "|---|---|---|"]
-    for name, sub in man["subsets"].items():
-        lines.append(f"| {name} | {sub['count']} | {len(sub['shards'])} |")
-    lines += ["", "Fields:",
-              "- caption_refining: `png` original image; `json` {id, caption, refinements: list[str]}",
-              "- visual_operation: `src.png` original, `edited.png` edited; `json` {id, edit_id, category, "
-              "entity, instruction}", "", f"Models: `{man['models']}`", "",
-              "Checksums (sha256) of every shard are in manifest.json."]
-    return "\n".join(lines) + "\n"
