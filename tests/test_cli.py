@@ -40,3 +40,22 @@ def test_status_of_a_partly_built_pipeline(tmp_path, monkeypatch, capsys):
     assert rows["captions"]["state"] == "done" and rows["captions"]["in"] == 6
     assert rows["captions"]["cache_misses"] >= 6 and rows["captions"]["cached_calls"] >= 6
     assert rows["refinements"]["state"] == "new" and rows["benchmark"]["state"] == "new"
+
+
+def test_verify_reports_counts_or_names_the_bad_shard(tmp_path, capsys):
+    from tests.store.viper10k_data import make_dataset
+
+    root = make_dataset(tmp_path / "v", n_caption=4, n_operation=2)
+    assert main(["verify", str(root)]) == 0
+    assert "OK {'caption_refining': 4, 'visual_operation': 2}" in capsys.readouterr().out
+    (root / "visual_operation" / "shard-000000.tar").write_bytes(b"")
+    assert main(["verify", str(root)]) == 1
+    err = capsys.readouterr().err
+    assert "visual_operation/shard-000000.tar is corrupt" in err and "Traceback" not in err
+
+
+def test_publish_and_pull_outside_a_repository_say_so(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["publish", "--license", "MIT"]) == 2
+    assert main(["pull", "/nowhere"]) == 2
+    assert capsys.readouterr().err.count("no dvc.yaml here") == 2

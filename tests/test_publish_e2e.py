@@ -29,6 +29,12 @@ def fails(cmd, cwd) -> str:
     return str(err.value)
 
 
+def synthesis_outputs(repo) -> list[str]:
+    """Files under any synthesis stage's output directory (DVC may leave an empty directory behind)."""
+    outs = ("seeds", "captions", "reconstructions", "refinements", "edit_plans", "edited_pairs", "viper10k")
+    return sorted(str(p.relative_to(repo)) for out in outs for p in (repo / "data" / out).rglob("*") if p.is_file())
+
+
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> dict:
     base = tmp_path_factory.mktemp("publish")
@@ -54,10 +60,12 @@ def world(tmp_path_factory) -> dict:
     run(["git", "commit", "-qm", "train on the published Viper10K"], con)
     repro = run(["dvc", "repro"], con)
     trained = {stage: metrics(con, stage) for stage in ("rl_stage1", "rl_stage2")}
+    synthesised = synthesis_outputs(con)
     again = run(["dvc", "repro"], con)
     ablation = run(["dvc", "exp", "run", "-S", "rl.stage_order=mixed"], con)
-    return {"trained": trained, "again": again, "ablation": ablation, "pub": pub, "con": con, "remote": remote, "build": build, "refusals": refusals, "built_at": built_at,
-            "published": published, "pulled": pulled, "repro": repro}
+    return {"pub": pub, "con": con, "remote": remote, "build": build, "refusals": refusals, "built_at": built_at,
+            "published": published, "pulled": pulled, "repro": repro, "trained": trained,
+            "synthesised": synthesised, "again": again, "ablation": ablation}
 
 
 def test_publishing_refuses_without_a_shared_remote_or_with_uncommitted_changes(world):
@@ -98,8 +106,7 @@ def test_the_consumer_imports_from_the_remote_and_trains_without_synthesis(world
     ran = ran_stages(world["repro"])
     assert ran == TRAIN_EVAL and not ran & SYNTHESIS
     assert "synthesis/dvc.yaml" not in world["repro"]
-    for out in ("seeds", "captions", "edited_pairs", "viper10k"):
-        assert not (con / "data" / out).exists()
+    assert world["synthesised"] == []
 
     man = json.loads((con / "data/pulled/viper10k/manifest.json").read_text())
     counts = {s: man["subsets"][s]["count"] for s in SUBSETS}
@@ -116,6 +123,7 @@ def test_the_consumer_imports_from_the_remote_and_trains_without_synthesis(world
 def test_an_ablation_on_pulled_data_reruns_only_rl_and_evaluation(world):
     assert ran_stages(world["ablation"]) == {"rl_stage1", "rl_stage2", "predictions", "benchmark"}
     assert metrics(world["con"], "rl_stage1")["schedule"] == "mixed"
+    assert synthesis_outputs(world["con"]) == []
 
 
 def test_the_pulled_shards_load_with_hf_datasets_as_the_manifest_says(world, tmp_path):

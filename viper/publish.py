@@ -70,12 +70,12 @@ def check_publishable(root: Path) -> str:
 
 
 def locked_params(root: Path) -> dict[str, dict]:
-    """Every synthesis stage's params (and the models stage's) as its dvc.lock recorded them."""
+    """Every synthesis stage's params (and the models stage's) as their dvc.lock files recorded them."""
     out: dict[str, dict] = {}
-    for lock in (root / "dvc.lock", root / "synthesis" / "dvc.lock"):
+    for lock, wanted in ((root / "synthesis" / "dvc.lock", None), (root / "dvc.lock", {"models"})):
         stages = (yaml.safe_load(lock.read_text()) or {}).get("stages", {}) if lock.exists() else {}
         for name, st in stages.items():
-            if name == "models" or lock.parent.name == "synthesis":
+            if wanted is None or name in wanted:
                 out[name] = st.get("params", {}).get("params.yaml", {})
     return dict(sorted(out.items()))
 
