@@ -59,3 +59,13 @@ def test_publish_and_pull_outside_a_repository_say_so(tmp_path, monkeypatch, cap
     assert main(["publish", "--license", "MIT"]) == 2
     assert main(["pull", "/nowhere"]) == 2
     assert capsys.readouterr().err.count("no dvc.yaml here") == 2
+
+
+def test_publish_and_pull_refuse_paths_that_leave_their_directories(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "dvc.yaml").write_text("stages: {}\n")
+    assert main(["publish", "--license", "MIT", "--name", "../elsewhere"]) == 1
+    assert main(["pull", "/nowhere", "--out", "../elsewhere"]) == 1
+    err = capsys.readouterr().err
+    assert "release name '../elsewhere'" in err and "--out '../elsewhere' must be a path inside" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dvc.yaml"]

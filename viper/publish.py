@@ -18,6 +18,7 @@ would change with every commit and invalidate everything downstream of it.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -61,6 +62,11 @@ def check_publishable(root: Path) -> str:
     if changed:
         raise PublishError(f"the built Viper10K is not up to date: {', '.join(changed)} changed since they ran. "
                            "Run `dvc repro synthesis/dvc.yaml` and commit dvc.lock and synthesis/dvc.lock first")
+    untracked = [f for f in ("dvc.lock", "synthesis/dvc.lock")
+                 if subprocess.run(["git", "ls-files", "--error-unmatch", f], cwd=root, capture_output=True).returncode]
+    if untracked:
+        raise PublishError(f"{' and '.join(untracked)} not committed: commit them first, so the revision the card "
+                           "names records how the data were built")
     dirty = _run(["git", "status", "--porcelain", "--untracked-files=no"], root, "git status").splitlines()
     if dirty:
         raise PublishError("uncommitted changes to tracked files: " + ", ".join(d[3:] for d in dirty[:10]) +
@@ -110,6 +116,8 @@ def release_manifest(root: Path, built: Viper10K, revision: str, license_name: s
 
 def publish(root: Path, name: str, license_name: str, remote: str | None = None, tag: str | None = None) -> dict:
     """Assemble releases/<name>, push it to the DVC remote, commit its .dvc file. Returns a summary."""
+    if not re.fullmatch(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*", name):
+        raise PublishError(f"release name {name!r}: use letters, digits, '-', '_' and '.' (it names releases/<name>)")
     if not license_name.strip():
         raise PublishError("--license must name the dataset's license (it depends on your seed images' terms)")
     revision = check_publishable(root)
@@ -156,6 +164,8 @@ def set_dataset_dir(root: Path, value: str) -> None:
 def pull(root: Path, source: str, path: str = "releases/viper10k", out: str = DEFAULT_PULL_DIR,
          rev: str | None = None, url: bool = False) -> dict:
     """Import a release into `out` with DVC (tracked, updatable), verify it, make training read it."""
+    if Path(out).is_absolute() or ".." in Path(out).parts:
+        raise PublishError(f"--out {out!r} must be a path inside this repository (relative, no '..')")
     dvc_file = root / f"{out}.dvc"
     (root / out).parent.mkdir(parents=True, exist_ok=True)
     if dvc_file.exists():
