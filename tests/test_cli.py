@@ -67,5 +67,5 @@ def test_publish_and_pull_refuse_paths_that_leave_their_directories(tmp_path, mo
     assert main(["publish", "--license", "MIT", "--name", "../elsewhere"]) == 1
     assert main(["pull", "/nowhere", "--out", "../elsewhere"]) == 1
     err = capsys.readouterr().err
-    assert "release name '../elsewhere'" in err and "--out '../elsewhere' must be a path inside" in err
+    assert "release name '../elsewhere'" in err and "--out '../elsewhere' must be a directory inside" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dvc.yaml"]

@@ -70,10 +70,10 @@ def world(tmp_path_factory) -> dict:
 
 
 def test_publishing_refuses_without_a_shared_remote_or_with_uncommitted_changes(world):
-    assert "uncommitted changes to tracked files" in world["refusals"]["uncommitted_build"]
+    assert "uncommitted changes: " in world["refusals"]["uncommitted_build"]
     assert "synthesis/dvc.lock" in world["refusals"]["uncommitted_build"]
     assert "no DVC remote to push to" in world["refusals"]["no_remote"]
-    assert "uncommitted changes to tracked files: README.md" in world["refusals"]["dirty"]
+    assert "uncommitted changes: README.md" in world["refusals"]["dirty"]
     assert not any("Traceback" in r for r in world["refusals"].values())
 
 

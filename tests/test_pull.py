@@ -7,6 +7,7 @@ import pytest
 import yaml
 
 from tests.store.viper10k_data import make_dataset
+from viper.publish import public_url
 from viper.sandbox import make_repo, run
 
 
@@ -32,3 +33,16 @@ def test_pull_of_a_damaged_release_fails_naming_the_shard(tmp_path):
     assert "viper pull: Viper10K at" in str(err.value)
     assert "caption_refining/shard-000001.tar is corrupt" in str(err.value) and "Traceback" not in str(err.value)
     assert yaml.safe_load((repo / "params.yaml").read_text())["dataset"]["dir"] == "data/viper10k"  # unchanged
+    assert "left in data/pulled/viper10k for inspection" in str(err.value)
+
+    good = make_dataset(tmp_path / "mirror" / "viper10k", n_caption=2, n_operation=1)
+    out = run(["viper", "pull", "--url", str(good)], repo)  # another source replaces the failed import
+    assert "{'caption_refining': 2, 'visual_operation': 1}, verified" in out
+    assert yaml.safe_load((repo / "data/pulled/viper10k.dvc").read_text())["deps"][0]["path"] == str(good)
+    assert yaml.safe_load((repo / "params.yaml").read_text())["dataset"]["dir"] == "data/pulled/viper10k"
+
+
+def test_published_cards_never_carry_credentials():
+    assert public_url("https://user:ghp_secret@github.com/o/r.git") == "https://github.com/o/r.git"
+    assert public_url("git@github.com:o/r.git") == "git@github.com:o/r.git"
+    assert public_url("/srv/git/viper") == "/srv/git/viper"

@@ -136,7 +136,7 @@ def _dataset_command(args: argparse.Namespace) -> int:
             out = pub.pull(root, args.source, args.path, args.out, args.rev, args.url)
             rel = out["release"]
             print(f"pulled Viper10K into {out['dir']}: {out['counts']}, verified"
-                  + (f"; built at {rel['git_revision'][:12]}, license {rel['license']}" if rel else "")
+                  + (f"; built at {rel['git_revision'][:12]}, license {rel['license']}" if rel else "")  # both required by the manifest schema
                   + f"\nparams.yaml: dataset.dir = {out['dir']}; `dvc repro` now trains from it (no synthesis). "
                   f"Commit {out['dir']}.dvc and params.yaml to record the choice.")
         else:

@@ -23,15 +23,17 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import yaml
 
 from viper.store.io import atomic_dir, atomic_write_bytes, write_json
-from viper.store.viper10k import SUBSETS, Viper10K, card
+from viper.store.viper10k import SUBSETS, DatasetError, Viper10K, card
 
 BUILT = "data/viper10k"            # where synthesis/dvc.yaml's `viper10k` stage writes
 SYNTHESIS_TARGET = "synthesis/dvc.yaml:viper10k"
 DEFAULT_PULL_DIR = "data/pulled/viper10k"
+CODE_DIRS = ("viper", "stages", "synthesis")
 
 
 class PublishError(Exception):
@@ -68,8 +70,11 @@ def check_publishable(root: Path) -> str:
         raise PublishError(f"{' and '.join(untracked)} not committed: commit them first, so the revision the card "
                            "names records how the data were built")
     dirty = _run(["git", "status", "--porcelain", "--untracked-files=no"], root, "git status").splitlines()
+    # new, unignored files where the stages' code lives change a build too, yet no revision holds them
+    dirty += _run(["git", "status", "--porcelain", "--untracked-files=all", "--", *CODE_DIRS], root,
+                  "git status").splitlines()
     if dirty:
-        raise PublishError("uncommitted changes to tracked files: " + ", ".join(d[3:] for d in dirty[:10]) +
+        raise PublishError("uncommitted changes: " + ", ".join(sorted({d[3:] for d in dirty})[:10]) +
                            ". Commit them first: the card names the git revision that built the data, so that "
                            "revision must hold exactly this code, params and dvc.lock")
     return _git(["rev-parse", "HEAD"], root)
@@ -102,9 +107,17 @@ def _default_remote(root: Path, remote: str | None) -> str:
     return name
 
 
+def public_url(url: str) -> str:
+    """A remote URL without any user:token@ part, fit to print in a published card."""
+    parts = urlsplit(url)
+    if parts.scheme and "@" in parts.netloc:
+        return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+    return url
+
+
 def release_manifest(root: Path, built: Viper10K, revision: str, license_name: str) -> dict:
-    repository = subprocess.run(["git", "remote", "get-url", "origin"], cwd=root, capture_output=True,
-                                text=True).stdout.strip() or None
+    repository = public_url(subprocess.run(["git", "remote", "get-url", "origin"], cwd=root, capture_output=True,
+                                           text=True).stdout.strip()) or None
     models_manifest = root / "data" / "models" / "manifest.json"
     models = json.loads(models_manifest.read_text()) if models_manifest.exists() else {}
     return {**built.manifest, "release": {
@@ -120,6 +133,9 @@ def publish(root: Path, name: str, license_name: str, remote: str | None = None,
         raise PublishError(f"release name {name!r}: use letters, digits, '-', '_' and '.' (it names releases/<name>)")
     if not license_name.strip():
         raise PublishError("--license must name the dataset's license (it depends on your seed images' terms)")
+    if tag and not subprocess.run(["git", "rev-parse", "-q", "--verify", f"refs/tags/{tag}"], cwd=root,
+                                  capture_output=True).returncode:
+        raise PublishError(f"tag {tag!r} already exists; pick a new one for a new release")
     revision = check_publishable(root)
     remote = _default_remote(root, remote)
     built = Viper10K(root / BUILT)          # checksums
@@ -136,10 +152,16 @@ def publish(root: Path, name: str, license_name: str, remote: str | None = None,
         atomic_write_bytes(tmp / "README.md", card(man).encode())
     Viper10K(root / rel)  # the copy is what the manifest says
 
-    _dvc(["add", str(rel)], root, "dvc add")
-    _dvc(["push", "-r", remote, f"{rel}.dvc"], root, f"dvc push to remote {remote!r}")
-    _git(["add", f"{rel}.dvc", str(rel.parent / ".gitignore")], root)
-    _git(["commit", "-q", "-m", f"Publish Viper10K release {name} (built at {revision[:12]})"], root)
+    staged = [f"{rel}.dvc", str(rel.parent / ".gitignore")]
+    try:
+        _dvc(["add", str(rel)], root, "dvc add")
+        _dvc(["push", "-r", remote, f"{rel}.dvc"], root, f"dvc push to remote {remote!r}")
+        _git(["add", *staged], root)
+        _git(["commit", "-q", "-m", f"Publish Viper10K release {name} (built at {revision[:12]})"], root)
+    except PublishError:
+        # unstage, so a retry is not refused for "uncommitted changes"; the files stay for inspection
+        subprocess.run(["git", "reset", "-q", "--", *staged], cwd=root, capture_output=True)
+        raise
     commit = _git(["rev-parse", "HEAD"], root)
     if tag:
         _git(["tag", tag, commit], root)
@@ -156,7 +178,7 @@ def set_dataset_dir(root: Path, value: str) -> None:
     y.preserve_quotes = True
     path = root / "params.yaml"
     data = y.load(path.read_text())
-    data["dataset"]["dir"] = value
+    data.setdefault("dataset", {})["dir"] = value
     with open(path, "w") as f:
         y.dump(data, f)
 
@@ -164,21 +186,36 @@ def set_dataset_dir(root: Path, value: str) -> None:
 def pull(root: Path, source: str, path: str = "releases/viper10k", out: str = DEFAULT_PULL_DIR,
          rev: str | None = None, url: bool = False) -> dict:
     """Import a release into `out` with DVC (tracked, updatable), verify it, make training read it."""
-    if Path(out).is_absolute() or ".." in Path(out).parts:
-        raise PublishError(f"--out {out!r} must be a path inside this repository (relative, no '..')")
+    if not out or Path(out).is_absolute() or ".." in Path(out).parts or Path(out) == Path("."):
+        raise PublishError(f"--out {out!r} must be a directory inside this repository (relative, no '..')")
     dvc_file = root / f"{out}.dvc"
     (root / out).parent.mkdir(parents=True, exist_ok=True)
-    if dvc_file.exists():
+    if dvc_file.exists() and imported_from(dvc_file) == (source, None if url else path):
         _dvc(["update", *(["--rev", rev] if rev and not url else []), str(dvc_file.relative_to(root))], root,
              "dvc update")
-    elif url:
-        _dvc(["import-url", source, out], root, "dvc import-url")
     else:
-        _dvc(["import", source, path, "-o", out, *(["--rev", rev] if rev else [])], root, "dvc import")
-    dataset = Viper10K(root / out)
-    counts = dataset.check_all()
+        if dvc_file.exists():  # an earlier import of another source: replace it
+            _dvc(["remove", "--outs", str(dvc_file.relative_to(root))], root, "dvc remove")
+        if url:
+            _dvc(["import-url", source, out], root, "dvc import-url")
+        else:
+            _dvc(["import", source, path, "-o", out, *(["--rev", rev] if rev else [])], root, "dvc import")
+    try:
+        dataset = Viper10K(root / out)
+        counts = dataset.check_all()
+    except DatasetError as err:
+        raise DatasetError(f"{err}\nThe import was left in {out} for inspection and params.yaml is unchanged; "
+                           f"`dvc remove {out}.dvc` drops it.") from None
     set_dataset_dir(root, out)
     return {"dir": out, "counts": counts, "release": dataset.manifest.get("release") or {}}
+
+
+def imported_from(dvc_file: Path) -> tuple[str, str | None]:
+    """(source, path in the source repo or None for import-url) of an existing import's .dvc file."""
+    dep = (yaml.safe_load(dvc_file.read_text()).get("deps") or [{}])[0]
+    if "repo" in dep:
+        return dep["repo"].get("url", ""), dep.get("path")
+    return dep.get("path", ""), None
 
 
 def verify(path: Path) -> dict:

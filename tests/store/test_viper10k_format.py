@@ -161,6 +161,7 @@ def test_an_undecodable_image_and_a_wrong_count_are_named(tmp_path):
     make_dataset(tmp_path / "w")
     man = json.loads((tmp_path / "w" / "manifest.json").read_text())
     man["subsets"]["caption_refining"]["shards"][0]["count"] = 7
+    man["subsets"]["caption_refining"]["count"] = 10  # consistent totals: only reading the shard can tell
     write_json(tmp_path / "w" / "manifest.json", man)
     with pytest.raises(DatasetError, match=r"shard-000000\.tar holds 2 samples, manifest.json says 7"):
         read_all(tmp_path / "w")
@@ -168,8 +169,17 @@ def test_an_undecodable_image_and_a_wrong_count_are_named(tmp_path):
 
 @pytest.mark.parametrize("edit, message", [
     (lambda m: m.update(format="viper10k/0"), "has format 'viper10k/0', this code reads 'viper10k/1'"),
-    (lambda m: m["subsets"]["caption_refining"]["shards"][0].update(file="../../x.tar"), "malformed shard entry"),
-    (lambda m: m["subsets"].pop("visual_operation"), "lists no shards for subset 'visual_operation'"),
+    (lambda m: m["subsets"]["caption_refining"]["shards"][0].update(file="../../x.tar"),
+     r"malformed at subsets/caption_refining/shards/0/file: '../../x.tar' does not match"),
+    (lambda m: m["subsets"].pop("visual_operation"), "malformed at subsets: 'visual_operation' is a required property"),
+    (lambda m: m.update(subsets=["caption_refining"]), r"malformed at subsets: \['caption_refining'\] is not of type"),
+    (lambda m: m["subsets"]["visual_operation"].update(count=True), "malformed at subsets/visual_operation/count: True"),
+    (lambda m: m["subsets"]["visual_operation"].update(count=999), "says 'visual_operation' has 999 samples but its "
+                                                                   "shards add up to 3"),
+    (lambda m: m["subsets"]["caption_refining"]["shards"].append(m["subsets"]["caption_refining"]["shards"][0]),
+     "lists a shard of 'caption_refining' twice"),
+    (lambda m: m["subsets"]["caption_refining"]["shards"][0].pop("sha256"), "'sha256' is a required property"),
+    (lambda m: m.update(release={"license": "MIT"}), "malformed at release: 'git_revision' is a required property"),
 ])
 def test_bad_manifests_are_refused_before_any_shard_is_opened(tmp_path, edit, message):
     root = make_dataset(tmp_path / "v")
@@ -183,6 +193,68 @@ def test_bad_manifests_are_refused_before_any_shard_is_opened(tmp_path, edit, me
         Viper10K(root)
     with pytest.raises(DatasetError, match="no such directory"):
         Viper10K(tmp_path / "nowhere")
+
+
+def rewrite_member(root: Path, name: str, data: bytes, subset: str = "caption_refining") -> None:
+    """Replace one member's bytes in the first shard of a subset, keeping everything else."""
+    shard = root / subset / "shard-000000.tar"
+    with tarfile.open(shard) as tar:
+        members = [(m, tar.extractfile(m).read()) for m in tar]
+    with tarfile.open(shard, "w", format=tarfile.USTAR_FORMAT) as tar:
+        for m, old in members:
+            new = data if m.name == name else old
+            m.size = len(new)
+            tar.addfile(m, io.BytesIO(new))
+    resign(root)
+
+
+def test_bombs_and_disguised_files_are_refused_not_decoded(tmp_path):
+    from PIL import Image as PILImage
+
+    root = make_dataset(tmp_path / "v")
+    huge = io.BytesIO()
+    PILImage.new("1", (20000, 10000)).save(huge, format="PNG")  # 200 M pixels in a few hundred KB
+    rewrite_member(root, "img0.png", huge.getvalue())
+    with pytest.raises(DatasetError, match=r"shard-000000\.tar: unreadable member \(.*(Decompression|exceeds limit)"):
+        read_all(root)
+    gif = io.BytesIO()
+    PILImage.new("RGB", (8, 8)).save(gif, format="GIF")
+    rewrite_member(root, "img0.png", gif.getvalue())
+    with pytest.raises(DatasetError, match=r"unreadable member \(UnidentifiedImageError"):
+        read_all(root)
+    rewrite_member(make_dataset(tmp_path / "w"), "img0.json", b"[" * 100000)
+    with pytest.raises(DatasetError, match=r"unreadable member \(RecursionError"):
+        read_all(tmp_path / "w")
+
+
+def test_sparse_members_and_oversized_samples_are_refused(tmp_path):
+    root = make_dataset(tmp_path / "v")
+    member = tarfile.TarInfo("img1.json")
+    member.type = tarfile.GNUTYPE_SPARSE
+    hostile_shard(root / "caption_refining" / "shard-000000.tar", member)
+    resign(root)
+    with pytest.raises(DatasetError, match=r"member 'img1.json' is not a plain file \(tar type b'S'\)"):
+        read_all(root)
+    root = make_dataset(tmp_path / "w")
+    shard = root / "caption_refining" / "shard-000000.tar"
+    with tarfile.open(shard, "w") as tar:
+        for i in range(20):
+            info = tarfile.TarInfo(f"img0.x{i}")
+            tar.addfile(info, io.BytesIO(b""))
+    resign(root)
+    with pytest.raises(DatasetError, match=r"sample 'img0' has over 16 members"):
+        read_all(root)
+
+
+def test_a_key_repeated_in_another_shard_is_refused(tmp_path):
+    root = tmp_path / "v"
+    samples = list(caption_samples(3))
+    samples[2] = samples[0]
+    entries = {"caption_refining": write_subset(root / "caption_refining", iter(samples), 2),
+               "visual_operation": write_subset(root / "visual_operation", operation_samples(1), 2)}
+    write_json(root / "manifest.json", build_manifest(entries, {}, {}))
+    with pytest.raises(DatasetError, match=r"shard-000001\.tar: sample 'img0' also appears in an earlier shard"):
+        read_all(root)
 
 
 def test_a_training_stage_stops_on_a_bad_shard_with_one_line_and_writes_nothing(tmp_path):

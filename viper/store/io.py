@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import tarfile
+import warnings
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -132,8 +133,12 @@ class ShardError(Exception):
 
 # A member is `<key>.<ext>`: no directories, no absolute paths, nothing a reader could be tricked into
 # resolving outside the shard. Extensions may have several parts (`src.png`).
-_MEMBER_NAME = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)+$")
-MAX_MEMBER_BYTES = 256 << 20  # no single image or record comes near this; a bigger member is an attack or a bug
+_MEMBER_NAME = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)+")
+# Limits no real sample comes near; beyond them a shard is an attack or a bug, and reading on would exhaust memory.
+MAX_MEMBER_BYTES = 256 << 20
+MAX_SAMPLE_BYTES = 512 << 20
+MAX_MEMBERS_PER_SAMPLE = 16
+_IMAGE_FORMATS = {"png": "PNG", "jpg": "JPEG", "jpeg": "JPEG", "webp": "WEBP"}  # extension -> the only format read
 
 
 def _check_member(member: tarfile.TarInfo) -> None:
@@ -145,9 +150,9 @@ def _check_member(member: tarfile.TarInfo) -> None:
     if member.issym() or member.islnk():
         raise ShardError(f"member {name!r} is a {'symbolic' if member.issym() else 'hard'} link "
                          f"(to {member.linkname!r}); shards hold plain files only")
-    if not member.isreg():
+    if member.type not in (tarfile.REGTYPE, tarfile.AREGTYPE):  # isreg() also admits sparse and contiguous files
         raise ShardError(f"member {name!r} is not a plain file (tar type {member.type!r})")
-    if not _MEMBER_NAME.match(name):
+    if not _MEMBER_NAME.fullmatch(name):
         raise ShardError(f"member {name!r} is not named <key>.<ext> (no directories or odd characters)")
     if member.size > MAX_MEMBER_BYTES:
         raise ShardError(f"member {name!r} is {member.size} bytes, over the {MAX_MEMBER_BYTES}-byte limit")
@@ -163,6 +168,7 @@ def read_shard(path: str | Path) -> Iterator[dict]:
     path = Path(path)
     sample: dict = {}
     seen: set[str] = set()
+    sample_bytes = 0
     try:
         with tarfile.open(path, "r:") as tar:
             for member in tar:
@@ -170,13 +176,17 @@ def read_shard(path: str | Path) -> Iterator[dict]:
                 key, _, ext = member.name.partition(".")
                 if sample and key != sample["__key__"]:
                     yield sample
-                    sample = {}
+                    sample, sample_bytes = {}, 0
                 if not sample:
                     if key in seen:
                         raise ShardError(f"key {key!r} appears twice (its members are not contiguous)")
                     seen.add(key)
                 if ext in sample:
                     raise ShardError(f"member {member.name!r} appears twice")
+                sample_bytes += member.size
+                if len(sample) > MAX_MEMBERS_PER_SAMPLE or sample_bytes > MAX_SAMPLE_BYTES:
+                    raise ShardError(f"sample {key!r} has over {MAX_MEMBERS_PER_SAMPLE} members or "
+                                     f"{MAX_SAMPLE_BYTES} bytes")
                 sample["__key__"] = key
                 sample[ext] = _decode_member(ext, tar.extractfile(member).read())
             # tarfile stops quietly at a cut-off header; a whole archive ends with two zero blocks
@@ -189,7 +199,7 @@ def read_shard(path: str | Path) -> Iterator[dict]:
         raise ShardError(f"{path}: {err}") from None
     except (tarfile.TarError, EOFError) as err:
         raise ShardError(f"{path}: truncated or not a tar archive ({err})") from None
-    except (ValueError, OSError) as err:  # undecodable JSON or image
+    except (ValueError, OSError, RecursionError, Image.DecompressionBombError) as err:  # bad JSON or image
         raise ShardError(f"{path}: unreadable member ({type(err).__name__}: {err})") from None
 
 
@@ -207,8 +217,14 @@ def read_shards(shard_dir: str | Path) -> Iterator[dict]:
 def _decode_member(ext: str, data: bytes) -> Any:
     if ext.endswith("json"):
         return json.loads(data)
-    if ext.rsplit(".", 1)[-1] in ("png", "jpg", "jpeg", "webp"):
-        img = Image.open(io.BytesIO(data))
-        img.load()
+    fmt = _IMAGE_FORMATS.get(ext.rsplit(".", 1)[-1])
+    if fmt:
+        with warnings.catch_warnings():  # PIL only warns below 2x its pixel limit; refuse at 1x
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            try:
+                img = Image.open(io.BytesIO(data), formats=[fmt])
+                img.load()
+            except Image.DecompressionBombWarning as err:
+                raise ValueError(str(err)) from None
         return img
     return data

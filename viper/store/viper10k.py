@@ -17,7 +17,6 @@ every record is checked against its subset's schema. Built and pulled data go th
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Iterator
 
@@ -66,7 +65,19 @@ SCHEMA: dict[str, dict] = {
 }
 KEY_FIELD = {"caption_refining": "id", "visual_operation": "edit_id"}
 
-_SHARD_FILE = re.compile(r"^[A-Za-z0-9_.-]+\.tar$")
+_COUNT = {"type": "integer", "minimum": 0}  # JSON Schema integers exclude booleans
+_SUBSET = {"type": "object", "required": ["count", "shards"], "properties": {
+    "count": _COUNT,
+    "shards": {"type": "array", "items": {
+        "type": "object", "required": ["file", "sha256", "count"], "properties": {
+            "file": {"type": "string", "pattern": r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*\.tar\Z"},  # a plain name, no path
+            "sha256": {"type": "string", "pattern": r"^[0-9a-f]{64}\Z"},
+            "count": _COUNT}}}}}
+# What read_manifest requires of manifest.json beyond its format string (the rest is informational).
+MANIFEST_SCHEMA = {"type": "object", "required": ["format", "subsets"], "properties": {
+    "subsets": {"type": "object", "required": list(SUBSETS), "properties": {s: _SUBSET for s in SUBSETS}},
+    "release": {"type": "object", "required": ["git_revision", "license"],
+                "properties": {"git_revision": {"type": "string"}, "license": {"type": "string"}}}}}
 
 
 class DatasetError(Exception):
@@ -102,15 +113,19 @@ def read_manifest(root: str | Path) -> dict:
     if not isinstance(man, dict) or man.get("format") != FORMAT:
         got = man.get("format") if isinstance(man, dict) else type(man).__name__
         raise _fail(root, f"manifest.json has format {got!r}, this code reads {FORMAT!r}", REFETCH)
+    try:
+        jsonschema.validate(man, MANIFEST_SCHEMA)
+    except jsonschema.ValidationError as err:
+        where = "/".join(str(p) for p in err.absolute_path) or "<manifest>"
+        raise _fail(root, f"manifest.json is malformed at {where}: {err.message}", REFETCH) from None
     for subset in SUBSETS:
-        shards = (man.get("subsets") or {}).get(subset, {}).get("shards")
-        if not isinstance(shards, list):
-            raise _fail(root, f"manifest.json lists no shards for subset {subset!r}", REFETCH)
-        for e in shards:
-            if not (isinstance(e, dict) and isinstance(e.get("file"), str) and _SHARD_FILE.match(e["file"])
-                    and isinstance(e.get("sha256"), str) and isinstance(e.get("count"), int)):
-                raise _fail(root, f"manifest.json has a malformed shard entry in {subset!r}: {e!r} (want a plain "
-                            "*.tar file name, its sha256 and its sample count)", REFETCH)
+        sub = man["subsets"][subset]
+        files = [e["file"] for e in sub["shards"]]
+        if len(set(files)) != len(files):
+            raise _fail(root, f"manifest.json lists a shard of {subset!r} twice", REFETCH)
+        if sub["count"] != sum(e["count"] for e in sub["shards"]):
+            raise _fail(root, f"manifest.json says {subset!r} has {sub['count']} samples but its shards add up "
+                        f"to {sum(e['count'] for e in sub['shards'])}", REFETCH)
     return man
 
 
@@ -167,12 +182,16 @@ class Viper10K:
 
     def samples(self, subset: str) -> Iterator[dict]:
         """The subset's samples in shard order, each member- and schema-checked."""
+        keys: set[str] = set()
         for e in self.manifest["subsets"][subset]["shards"]:
             shard, n = self.root / subset / e["file"], 0
             try:
                 for sample in read_shard(shard):  # its errors name the shard already
                     try:
                         check_record(subset, sample)
+                        if sample["__key__"] in keys:
+                            raise ShardError(f"sample {sample['__key__']!r} also appears in an earlier shard")
+                        keys.add(sample["__key__"])
                     except ShardError as err:
                         raise ShardError(f"{shard}: {err}") from None
                     n += 1
