@@ -52,8 +52,8 @@ def main() -> None:
         entries["visual_operation"] = v10k.write_subset(
             tmp, v10k.operation_samples([q for q in pairs if q["edit_id"] in kept], originals, edited_images),
             p.viper10k.shard_size)
-    man = build_manifest(entries, models={role: model_identity(args.models, role) for role in ("vlm", "t2i", "edit", "clip")},
-                         params={"viper10k": p.viper10k.dump(), "seed": p.seed})
+    models = {role: model_identity(args.models, role) for role in ("vlm", "t2i", "edit", "clip")}
+    man = build_manifest(entries, models=models, params={"viper10k": p.viper10k.dump(), "seed": p.seed})
     write_json(out / "manifest.json", man)
     atomic_write_bytes(out / "README.md", card(man).encode())
     write_table(out / "decisions.parquet", decisions, v10k.DECISION_COLUMNS)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import yaml
 
-from viper.config import PIPELINE_FILES, pipeline_stages
+from viper.config import LOCK_FILES, pipeline_stages
 from viper.store.cache import cache_dir, clear_cache, open_cache
 
 # The cache step names each stage writes (viper10k runs two model steps).
@@ -32,8 +32,8 @@ def stage_states(root: Path) -> dict[str, str]:
     from dvc.repo import Repo
 
     locked: set[str] = set()
-    for f in PIPELINE_FILES:
-        lock = (root / f).with_suffix(".lock")
+    for f in LOCK_FILES:
+        lock = root / f
         if lock.exists():
             locked |= set((yaml.safe_load(lock.read_text()) or {}).get("stages", {}))
     with Repo(str(root)) as repo:
@@ -135,8 +135,8 @@ def _dataset_command(args: argparse.Namespace) -> int:
         elif args.command == "pull":
             out = pub.pull(root, args.source, args.path, args.out, args.rev, args.url)
             rel = out["release"]
-            print(f"pulled Viper10K into {out['dir']}: {out['counts']}, verified"
-                  + (f"; built at {rel['git_revision'][:12]}, license {rel['license']}" if rel else "")  # both required by the manifest schema
+            print(f"pulled Viper10K into {out['dir']}: {out['counts']}, verified"  # a release has both fields
+                  + (f"; built at {rel['git_revision'][:12]}, license {rel['license']}" if rel else "")
                   + f"\nparams.yaml: dataset.dir = {out['dir']}; `dvc repro` now trains from it (no synthesis). "
                   f"Commit {out['dir']}.dvc and params.yaml to record the choice.")
         else:

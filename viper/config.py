@@ -258,6 +258,7 @@ def load_params(path: str | Path = "params.yaml") -> Params:
 # The pipeline files, relative to the repository root: training + evaluation, and Viper10K synthesis
 # (a file of its own so training on a pulled dataset never reaches it). Stage names are unique across both.
 PIPELINE_FILES = ("dvc.yaml", "synthesis/dvc.yaml")
+LOCK_FILES = tuple(f.replace("dvc.yaml", "dvc.lock") for f in PIPELINE_FILES)  # what DVC writes beside each
 
 
 def pipeline_stages(root: str | Path = ".") -> dict[str, dict]:

@@ -27,6 +27,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import yaml
 
+from viper.config import LOCK_FILES
 from viper.store.io import atomic_dir, atomic_write_bytes, write_json
 from viper.store.viper10k import SUBSETS, DatasetError, Viper10K, card
 
@@ -64,7 +65,7 @@ def check_publishable(root: Path) -> str:
     if changed:
         raise PublishError(f"the built Viper10K is not up to date: {', '.join(changed)} changed since they ran. "
                            "Run `dvc repro synthesis/dvc.yaml` and commit dvc.lock and synthesis/dvc.lock first")
-    untracked = [f for f in ("dvc.lock", "synthesis/dvc.lock")
+    untracked = [f for f in LOCK_FILES
                  if subprocess.run(["git", "ls-files", "--error-unmatch", f], cwd=root, capture_output=True).returncode]
     if untracked:
         raise PublishError(f"{' and '.join(untracked)} not committed: commit them first, so the revision the card "

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import yaml
 
+from viper.config import PIPELINE_FILES
+
 ROOT = Path(__file__).resolve().parent.parent  # the project checkout this module lives in
 
 
@@ -39,8 +41,10 @@ def ran_stages(output: str) -> set[str]:
 
 def target(stage: str) -> str:
     """The `dvc repro` target of a stage, whichever pipeline file holds it."""
-    return stage if stage in yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"] \
-        else f"synthesis/dvc.yaml:{stage}"
+    for f in PIPELINE_FILES:
+        if stage in yaml.safe_load((ROOT / f).read_text())["stages"]:
+            return stage if f == "dvc.yaml" else f"{f}:{stage}"
+    raise KeyError(f"stage {stage!r} is in none of {PIPELINE_FILES}")
 
 
 def project_files(root: Path = ROOT) -> list[str]:

@@ -569,23 +569,21 @@ def _figure_draw(s: dict) -> Image.Image:
     return _scene([Shape(s["kind"], s["colour"], SIDES[s["side"]], r=10)])
 
 
-def _figure_questions(rng: random.Random, s: dict, k: int):
-    colour, kind, side = (_pick(rng, s[a], _FIGURE_POOLS[a]) for a in ("colour", "kind", "side"))
-    qs = [(f"Is the shape in the image {colour}?", lambda t, v=colour: t["colour"] == v),
-          (f"Is the shape in the image a {kind}?", lambda t, v=kind: t["kind"] == v),
-          (f"Is the shape {side} of the image?", lambda t, v=side: t["side"] == v)]
+_FIGURE_QUESTIONS = {"colour": "Is the shape in the image {}?", "kind": "Is the shape in the image a {}?",
+                     "side": "Is the shape {} of the image?"}
+
+
+def _attribute_questions(rng: random.Random, s: dict, k: int, pools: dict, templates: dict):
+    """k yes/no questions "has attribute a the value v?", one per attribute of `templates`, v the true value
+    or a decoy from the pool (values are drawn in the templates' order, so the output is reproducible)."""
+    values = {a: _pick(rng, s[a], pools[a]) for a in templates}
+    qs = [(q.format(values[a]), lambda t, a=a, v=values[a]: t[a] == v) for a, q in templates.items()]
     return rng.sample(qs, k)
 
 
 _OCR_POOLS = {"letter": tuple(TEXT_LETTERS), "colour": tuple(COLOURS), "bg": ("white", "gray", "pink")}
-
-
-def _ocr_questions(rng: random.Random, s: dict, k: int):
-    letter, colour, bg = (_pick(rng, s[a], _OCR_POOLS[a]) for a in ("letter", "colour", "bg"))
-    qs = [(f"Is the letter {letter} written in the image?", lambda t, v=letter: t["letter"] == v),
-          (f"Is the letter in the image written in {colour}?", lambda t, v=colour: t["colour"] == v),
-          (f"Is the background of the image {bg}?", lambda t, v=bg: t["bg"] == v)]
-    return rng.sample(qs, k)
+_OCR_QUESTIONS = {"letter": "Is the letter {} written in the image?",
+                  "colour": "Is the letter in the image written in {}?", "bg": "Is the background of the image {}?"}
 
 
 def _chart_new(rng: random.Random) -> dict:
@@ -627,10 +625,12 @@ def _chart_questions(rng: random.Random, s: dict, k: int):
 
 HB_KINDS: dict[str, _HBKind] = {
     "figure": _HBKind("VD", lambda rng: {a: rng.choice(p) for a, p in _FIGURE_POOLS.items()},
-                      lambda rng, s: _edit_attr(rng, s, _FIGURE_POOLS), _figure_draw, _figure_questions),
+                      lambda rng, s: _edit_attr(rng, s, _FIGURE_POOLS), _figure_draw,
+                      lambda rng, s, k: _attribute_questions(rng, s, k, _FIGURE_POOLS, _FIGURE_QUESTIONS)),
     "ocr": _HBKind("VD", lambda rng: {a: rng.choice(p) for a, p in _OCR_POOLS.items()},
                    lambda rng, s: _edit_attr(rng, s, _OCR_POOLS),
-                   lambda s: _draw_letter(s["letter"], s["colour"], s["bg"]), _ocr_questions),
+                   lambda s: _draw_letter(s["letter"], s["colour"], s["bg"]),
+                   lambda rng, s, k: _attribute_questions(rng, s, k, _OCR_POOLS, _OCR_QUESTIONS)),
     "chart": _HBKind("VS", _chart_new, _chart_edit, _chart_draw, _chart_questions),
 }
 
