@@ -1,7 +1,7 @@
 """Stage `captions`: the VLM describes every seed image."""
 
 from viper.config import load_stage_params
-from viper.models import load_vlm, model_identity
+from viper.models import load_vlm, vlm_identity
 from viper.records import load_shard_images
 from viper.stage import run, setup, write_metrics, write_rejects
 from viper.store.io import atomic_dir, write_table
@@ -14,16 +14,17 @@ def main() -> None:
     args = setup("captions", __doc__, ["seeds", "models", "out", "metrics"])
     p = load_stage_params("captions")
     items = [{"key": k, "image": img} for k, (img, _) in load_shard_images(args.seeds).items()]
-    vlm = load_vlm(args.models, p.models, p.vlm.min_pixels, p.vlm.max_pixels, p.vlm.batch_size, p.vlm.backend)
+    vlm = load_vlm(args.models, p.models, p.vlm.min_pixels, p.vlm.max_pixels, p.vlm.batch_size, p.vlm.backend,
+                   engine=p.vllm)
     stats = StepStats("captions")
     rows, rejects = run_vlm_task(CaptionTask(p.captions.max_new_tokens), items, vlm, seed=p.seed,
                                  temperature=p.vlm.temperature, max_retries=p.vlm.max_retries, cache=open_cache(),
-                                 model=model_identity(args.models, "vlm"), stats=stats)
+                                 model=vlm_identity(args.models, p.vlm.backend), stats=stats)
     check_reject_fraction(stats, p.vlm.max_reject_fraction)
     with atomic_dir(args.out) as tmp:
         write_table(tmp / "captions.parquet", rows, ["id", "caption"])
         write_rejects(tmp / "rejects.parquet", rejects)
-    write_metrics(args.metrics, stats.metrics())
+    write_metrics(args.metrics, {**stats.metrics(), "backend": p.vlm.backend})
 
 
 if __name__ == "__main__":

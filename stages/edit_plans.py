@@ -1,7 +1,7 @@
 """Stage `edit_plans`: the VLM picks an edit category and entity and writes one instruction (RL stage-2 truth)."""
 
 from viper.config import load_stage_params
-from viper.models import load_vlm, model_identity
+from viper.models import load_vlm, vlm_identity
 from viper.records import load_refinements, load_shard_images
 from viper.stage import run, setup, write_metrics, write_rejects
 from viper.store.io import atomic_dir, write_table
@@ -18,17 +18,18 @@ def main() -> None:
     seeds = load_shard_images(args.seeds)
     items = [{"key": r["id"], "image": seeds[r["id"]][0], "caption": planning_context(r)}
              for r in load_refinements(f"{args.refinements}/refinements.parquet")]
-    vlm = load_vlm(args.models, p.models, p.vlm.min_pixels, p.vlm.max_pixels, p.vlm.batch_size, p.vlm.backend)
+    vlm = load_vlm(args.models, p.models, p.vlm.min_pixels, p.vlm.max_pixels, p.vlm.batch_size, p.vlm.backend,
+                   engine=p.vllm)
     task = EditPlanTask(p.edit_plans.max_new_tokens, p.edit_plans.max_instruction_chars)
     stats = StepStats("edit_plans")
     rows, rejects = run_vlm_task(task, items, vlm, seed=p.seed, temperature=p.vlm.temperature,
                                  max_retries=p.vlm.max_retries, cache=open_cache(),
-                                 model=model_identity(args.models, "vlm"), stats=stats)
+                                 model=vlm_identity(args.models, p.vlm.backend), stats=stats)
     check_reject_fraction(stats, p.vlm.max_reject_fraction)
     with atomic_dir(args.out) as tmp:
         write_table(tmp / "edit_plans.parquet", rows, COLUMNS)
         write_rejects(tmp / "rejects.parquet", rejects)
-    metrics = stats.metrics()
+    metrics = {**stats.metrics(), "backend": p.vlm.backend}
     metrics["categories"] = {c: sum(r["category"] == c for r in rows) for c in sorted({r["category"] for r in rows})}
     write_metrics(args.metrics, metrics)
 

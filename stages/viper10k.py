@@ -4,7 +4,7 @@ from collections import Counter
 from pathlib import Path
 
 from viper.config import load_stage_params
-from viper.models import load_clip, load_vlm, model_identity
+from viper.models import load_clip, load_vlm, model_identity, vlm_identity
 from viper.records import load_refinements, load_shard_images
 from viper.stage import run, setup, write_metrics
 from viper.store.io import atomic_dir, atomic_write_bytes, write_json, write_table
@@ -31,12 +31,13 @@ def main() -> None:
 
     candidates = [{"key": d["edit_id"], "image": originals[d["id"]], "edited": edited_images[d["edit_id"]],
                    "instruction": q["instruction"]} for d, q in zip(decisions, pairs) if d["kept"]]
-    vlm = load_vlm(args.models, p.models, p.vlm.min_pixels, p.vlm.max_pixels, p.vlm.batch_size, p.vlm.backend)
+    vlm = load_vlm(args.models, p.models, p.vlm.min_pixels, p.vlm.max_pixels, p.vlm.batch_size, p.vlm.backend,
+                   engine=p.vllm)
     judge_stats = StepStats("judge")
     verdicts, unparsable = run_vlm_task(JudgeTask(p.viper10k.judge_max_new_tokens), candidates, vlm,
                                         seed=p.seed, temperature=p.vlm.temperature,
                                         max_retries=p.vlm.max_retries, cache=cache,
-                                        model=model_identity(args.models, "vlm"), stats=judge_stats)
+                                        model=vlm_identity(args.models, p.vlm.backend), stats=judge_stats)
     check_reject_fraction(judge_stats, p.vlm.max_reject_fraction)
     v10k.apply_verdicts(decisions, verdicts, unparsable)
     valid = sorted(d["edit_id"] for d in decisions if d["kept"])
@@ -63,7 +64,7 @@ def main() -> None:
         "edits_in": len(pairs), "edits_valid": len(valid), "edits_kept": len(kept),
         "survival": round(len(kept) / len(pairs), 4) if pairs else 0.0,
         "rejects": dict(sorted(reasons.items())), "clip_filter": clip_stats.metrics(),
-        "judge": judge_stats.metrics(),
+        "judge": {**judge_stats.metrics(), "backend": p.vlm.backend},
         "caption_refining": man["subsets"]["caption_refining"]["count"],
         "visual_operation": man["subsets"]["visual_operation"]["count"],
     })

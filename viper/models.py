@@ -67,6 +67,11 @@ def model_identity(models_dir: str | Path, role: str) -> dict:
     return {"id": entry["id"], "revision": entry["revision"]}
 
 
+class ModelLoadError(RuntimeError):
+    """A model could not be loaded. Unlike an error of one item's model call, this fails the stage:
+    the synthesis runner lets it through instead of recording every item as a reject."""
+
+
 class Lazy:
     """Defers an expensive load until first use, so a stage whose items are all cached loads no model.
 
@@ -77,28 +82,54 @@ class Lazy:
 
     def __getattr__(self, name: str) -> Any:
         if self._obj is None:
-            self.__dict__["_obj"] = self._load()
+            try:
+                self.__dict__["_obj"] = self._load()
+            except Exception as exc:  # systemic: no item can be computed (see ModelLoadError)
+                raise ModelLoadError(f"could not load the model: {exc}") from exc
         return getattr(self._obj, name)
+
+    @property
+    def loaded(self) -> bool:
+        return self._obj is not None
+
+    def release(self) -> None:
+        """Free the model now if it was loaded (a vLLM engine shuts down); loading again is allowed."""
+        obj, self.__dict__["_obj"] = self._obj, None
+        if obj is not None and hasattr(obj, "close"):
+            obj.close()
 
 
 def load_vlm(models_dir: str | Path, models: Any, min_pixels: int, max_pixels: int, batch_size: int,
-             backend: str = "transformers", path_or_id: str | None = None) -> Any:
-    """The VLM of `backend` (transformers | vllm), loaded on first use."""
-    ref, rev = (path_or_id, None) if path_or_id else resolve(models_dir, "vlm")
+             backend: str = "transformers", path_or_id: str | None = None, revision: str | None = None, *,
+             engine: Any = None, max_images: int = 2) -> Any:
+    """The VLM of `backend` (transformers | vllm), loaded on first use.
+
+    Without `path_or_id` the `vlm` role of the manifest (at its pinned revision); with it, that
+    checkpoint at `revision`. `engine` is the `vllm` params section (vLLM only); `max_images` the most
+    images one request may carry (vLLM sizes its memory for that worst case).
+    """
+    ref, rev = (path_or_id, revision) if path_or_id else resolve(models_dir, "vlm")
     device, dtype, trc = models.device, models.dtype, models.trust_remote_code
 
     def load() -> Any:  # imports inside: a fully cached stage never imports torch or vLLM
         if backend == "vllm":
-            from viper.backends.vllm_backend import VllmVLM
+            from viper.backends.vllm_backend import EngineSettings, VllmVLM
 
             return VllmVLM(ref, rev, device=device, dtype=dtype, min_pixels=min_pixels, max_pixels=max_pixels,
-                           batch_size=batch_size, trust_remote_code=trc)
+                           batch_size=batch_size, trust_remote_code=trc, max_images=max_images,
+                           settings=EngineSettings.of(engine))
         from viper.backends.vlm import TransformersVLM
 
         return TransformersVLM(ref, rev, device=device, dtype=dtype, min_pixels=min_pixels,
                                max_pixels=max_pixels, batch_size=batch_size, trust_remote_code=trc)
 
-    return Lazy(load, batch_size=batch_size)
+    return Lazy(load, batch_size=batch_size, backend=backend)
+
+
+def vlm_identity(models_dir: str | Path, backend: str) -> dict:
+    """The VLM's identity for cache keys: weights *and* backend, since vLLM and transformers sample
+    differently from the same seed (a vLLM run must not be served transformers replies)."""
+    return {**model_identity(models_dir, "vlm"), "backend": backend}
 
 
 def load_t2i(models_dir: str | Path, models: Any) -> Any:

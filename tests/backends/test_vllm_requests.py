@@ -1,15 +1,16 @@
 """The vLLM backend up to the engine call: prompts, inputs, sampling and engine arguments (no vLLM needed)."""
 
 import sys
-import types
 
 import pytest
 from PIL import Image
 
 from viper.backends.requests import VLMRequest
+from viper.config import load_params
 from viper.backends.vlm import load_processor
 from viper.backends.vllm_backend import (
     VllmVLM,
+    EngineSettings,
     engine_kwargs,
     prompt_text,
     request_input,
@@ -60,8 +61,9 @@ def test_request_input_text_only_has_no_images(processor):
 
 
 def test_too_many_images_is_refused(processor):
-    with pytest.raises(ValueError, match=r"3 images.*at most 2"):
+    with pytest.raises(ValueError, match=r"3 images.*at most 2.*max_images"):
         request_input(processor, VLMRequest("x", (image(),) * 3))
+    assert len(request_input(processor, VLMRequest("x", (image(),) * 4), max_images=4)["multi_modal_data"]["image"]) == 4
 
 
 def test_sampling_kwargs_greedy():
@@ -78,9 +80,8 @@ def test_sampling_kwargs_sampled_keeps_seed_and_temperature():
 
 
 def test_sampling_kwargs_schema():
-    spec = sampling_kwargs(VLMRequest("x", schema=SCHEMA))["structured_outputs"]
-    assert spec["json"] == SCHEMA
-    assert spec["disable_any_whitespace"] is True
+    # vLLM ignores a per-request whitespace flag; the rule is set once on the engine (engine_kwargs)
+    assert sampling_kwargs(VLMRequest("x", schema=SCHEMA))["structured_outputs"] == {"json": SCHEMA}
 
 
 def test_engine_kwargs():
@@ -89,12 +90,25 @@ def test_engine_kwargs():
     assert kw["revision"] == kw["tokenizer_revision"] == "abc123"
     assert kw["dtype"] == "bfloat16" and kw["seed"] == 7
     assert kw["trust_remote_code"] is False
-    assert kw["limit_mm_per_prompt"]["image"] == 2
+    assert kw["limit_mm_per_prompt"] == {"image": 2, "video": 0}
     assert kw["mm_processor_kwargs"] == {"min_pixels": 784, "max_pixels": 3136}
+    assert kw["structured_outputs_config"] == {"backend": "xgrammar", "disable_any_whitespace": True}
     assert kw["tensor_parallel_size"] == 1 and kw["gpu_memory_utilization"] == 0.9
-    assert "max_model_len" not in kw
-    assert engine_kwargs("m", None, "float16", 0, True, 1, 2, max_images=1, max_model_len=8192,
-                         tensor_parallel_size=4)["max_model_len"] == 8192
+    assert "max_model_len" not in kw and "kv_cache_memory_bytes" not in kw
+
+
+def test_engine_kwargs_from_params(root):
+    """The `vllm` params section reaches the engine: the KV cache is sized explicitly (on the CPU build
+    the memory fraction would be a fraction of host RAM), eager mode and context length as set."""
+    tiny = EngineSettings.of(load_params(root / "params.yaml").vllm)
+    kw = engine_kwargs("m", None, "float32", 0, False, 1, 2, max_images=4, settings=tiny)
+    assert kw["kv_cache_memory_bytes"] == int(tiny.kv_cache_gib * 2**30) and "gpu_memory_utilization" not in kw
+    assert kw["enforce_eager"] is True and kw["max_model_len"] == tiny.max_model_len
+    assert kw["limit_mm_per_prompt"]["image"] == 4
+    paper = EngineSettings.of(load_params(root / "presets" / "paper-7b.yaml").vllm)
+    kw = engine_kwargs("m", "rev", "bfloat16", 0, False, 1, 2, settings=paper)
+    assert kw["gpu_memory_utilization"] == 0.9 and "kv_cache_memory_bytes" not in kw
+    assert kw["enforce_eager"] is False and kw["tensor_parallel_size"] == paper.tensor_parallel_size
 
 
 @pytest.fixture
@@ -111,56 +125,13 @@ def test_construction_does_not_import_vllm(vlm, tiny_vlm_dir):
     assert vlm.processor.tokenizer.convert_tokens_to_ids("<|image_pad|>") in vlm.suppress
 
 
-def test_cpu_device_is_refused(tiny_vlm_dir):
-    with pytest.raises(ValueError, match="CUDA"):
-        VllmVLM(str(tiny_vlm_dir), min_pixels=784, max_pixels=3136, device="cpu")
+def test_unknown_device_is_refused(tiny_vlm_dir):
+    with pytest.raises(ValueError, match="'cuda'.*'cpu'.*'mps'"):
+        VllmVLM(str(tiny_vlm_dir), min_pixels=784, max_pixels=3136, device="mps")
 
 
 def test_generate_without_vllm_says_how_to_install(vlm, monkeypatch):
     monkeypatch.setitem(sys.modules, "vllm", None)  # import vllm -> ImportError, installed or not
-    with pytest.raises(RuntimeError, match=r"pip install -e \.\[vllm\].*vlm\.backend: transformers"):
+    with pytest.raises(RuntimeError, match=r"make env-vllm.*vlm\.backend: transformers"):
         vlm.generate([VLMRequest("hi", (image(),))])
     assert vlm.calls == 0
-
-
-def _fake_vllm(monkeypatch):
-    """A stand-in vllm module that records what the backend hands it."""
-    seen: dict = {"engines": []}
-
-    class StructuredOutputsParams:
-        def __init__(self, **kw):
-            self.kw = kw
-
-    class SamplingParams:
-        def __init__(self, **kw):
-            self.kw = kw
-
-    class LLM:
-        def __init__(self, **kw):
-            seen["engines"].append(kw)
-
-        def generate(self, inputs, sampling_params, use_tqdm):
-            seen["inputs"], seen["params"] = inputs, sampling_params
-            return [types.SimpleNamespace(outputs=[types.SimpleNamespace(text=f"reply {i}")])
-                    for i in range(len(inputs))]
-
-    mod = types.ModuleType("vllm")
-    mod.LLM, mod.SamplingParams = LLM, SamplingParams
-    sub = types.ModuleType("vllm.sampling_params")
-    sub.StructuredOutputsParams = StructuredOutputsParams
-    mod.sampling_params = sub
-    monkeypatch.setitem(sys.modules, "vllm", mod)
-    monkeypatch.setitem(sys.modules, "vllm.sampling_params", sub)
-    return seen
-
-
-def test_generate_drives_the_engine(vlm, monkeypatch):
-    seen = _fake_vllm(monkeypatch)
-    reqs = [VLMRequest("a", (image(),), schema=SCHEMA, seed=3), VLMRequest("b", (image(), image()))]
-    assert vlm.generate(reqs) == ["reply 0", "reply 1"]
-    assert vlm.generate(reqs[:1]) == ["reply 0"]
-    assert vlm.calls == 2 and len(seen["engines"]) == 1  # one engine, built on first use
-    assert seen["engines"][0]["mm_processor_kwargs"] == {"min_pixels": 784, "max_pixels": 3136}
-    first = seen["params"][0].kw
-    assert first["seed"] == 3 and first["structured_outputs"].kw["json"] == SCHEMA
-    assert vlm.generate([]) == [] and vlm.calls == 2

