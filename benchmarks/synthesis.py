@@ -1,6 +1,7 @@
 """Synthesis throughput and item-cache benchmarks on the tiny world. Prints and saves figures.
 
     python benchmarks/synthesis.py [--seeds 64] [--out reports/benchmarks/synthesis.json]
+    .venv-vllm/bin/python benchmarks/synthesis.py --backend vllm [--only backends]
 
 Every figure comes from real `dvc repro` runs in throwaway copies of this repository (viper.sandbox),
 each with its own empty item cache:
@@ -8,7 +9,10 @@ each with its own empty item cache:
   2. warm rerun after deleting their outputs (forced, item cache kept): cost relative to cold;
   3. a kill at ~50% of the captions stage, then resume: calls made vs an uninterrupted run;
   4. 10% more seed images: calls made per stage relative to the cold run;
-  5. batched vs one-at-a-time VLM generation (items/s).
+  5. batched vs one-at-a-time VLM generation (items/s);
+  6. with --backend vllm (run it from .venv-vllm, which has both backends): every VLM stage under
+     transformers and under the vLLM engine, items/s with and without the engine start, the engine start
+     itself, and parse rejects per stage.
 Stage wall times include process start, imports and model loading: on the tiny world those dominate
 small runs, which is why the default uses more seeds than params.yaml.
 """
@@ -145,16 +149,56 @@ def batching(work: Path, n: int) -> dict:
     return out
 
 
+VLM_STAGES = ["captions", "refinements", "edit_plans", "viper10k"]
+
+
+def backends(work: Path, n: int, names: list[str]) -> dict:
+    """The same VLM stages under each backend, in repositories of their own (cold item caches)."""
+    out: dict = {}
+    for backend in names:
+        repo = make_repo(work / f"backend-{backend}", {"seeds.n_synthetic": n, "vlm.backend": backend})
+        run(["dvc", "repro", target("seeds"), "models"], repo)
+        per_stage = {}
+        for stage in SYNTH:
+            start = time.perf_counter()
+            run(["dvc", "repro", "-s", target(stage)], repo)
+            wall = time.perf_counter() - start
+            if stage not in VLM_STAGES:
+                continue
+            m = metrics(repo, stage)
+            m = m["judge"] if stage == "viper10k" else m
+            engine = m.get("engine_start_seconds") or 0.0
+            per_stage[stage] = {
+                "items": m["items_in"], "model_calls": m["model_calls"], "attempts": m["attempts"],
+                "parse_rejects": m["items_in"] - m["items_out"], "stage_wall_s": round(wall, 2),
+                "engine_start_s": engine, "load_s": m.get("load_seconds"),
+                "items_per_s": m["items_per_s"],
+                "items_per_s_without_start": (round(m["items_in"] / (m["seconds"] - engine), 3)
+                                              if m["seconds"] > engine else None),
+            }
+        out[backend] = per_stage
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, default=64)
     parser.add_argument("--out", default="reports/benchmarks/synthesis.json")
+    parser.add_argument("--backend", choices=["transformers", "vllm"], default="transformers",
+                        help="vllm: also compare every VLM stage under transformers and vLLM")
+    parser.add_argument("--only", nargs="*", help="run only these sections (e.g. backends)")
     args = parser.parse_args()
-    results = {}
+    sections = {"cold_vs_warm": cold_and_warm, "kill_and_resume": kill_and_resume,
+                "incremental_seeds": incremental, "batching": batching}
+    if args.backend == "vllm":
+        sections["backends"] = lambda work, n: backends(work, n, ["transformers", "vllm"])
+    if args.only:
+        sections = {k: v for k, v in sections.items() if k in args.only}
+    out_path = Path(args.out)
+    results = json.loads(out_path.read_text()) if args.only and out_path.exists() else {}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        for name, fn in (("cold_vs_warm", cold_and_warm), ("kill_and_resume", kill_and_resume),
-                         ("incremental_seeds", incremental), ("batching", batching)):
+        for name, fn in sections.items():
             start = time.perf_counter()
             results[name] = fn(work, args.seeds)
             print(f"{name} ({time.perf_counter() - start:.0f} s): {json.dumps(results[name], indent=2)}", flush=True)

@@ -1,7 +1,7 @@
 """Stage `captions`: the VLM describes every seed image."""
 
 from viper.config import load_stage_params
-from viper.models import load_vlm, vlm_identity
+from viper.models import load_vlm, vlm_identity, vlm_metrics
 from viper.records import load_shard_images
 from viper.stage import run, setup, write_metrics, write_rejects
 from viper.store.io import atomic_dir, write_table
@@ -24,7 +24,7 @@ def main() -> None:
     with atomic_dir(args.out) as tmp:
         write_table(tmp / "captions.parquet", rows, ["id", "caption"])
         write_rejects(tmp / "rejects.parquet", rejects)
-    write_metrics(args.metrics, {**stats.metrics(), "backend": p.vlm.backend})
+    write_metrics(args.metrics, {**stats.metrics(), **vlm_metrics(vlm)})
 
 
 if __name__ == "__main__":

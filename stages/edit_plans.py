@@ -1,7 +1,7 @@
 """Stage `edit_plans`: the VLM picks an edit category and entity and writes one instruction (RL stage-2 truth)."""
 
 from viper.config import load_stage_params
-from viper.models import load_vlm, vlm_identity
+from viper.models import load_vlm, vlm_identity, vlm_metrics
 from viper.records import load_refinements, load_shard_images
 from viper.stage import run, setup, write_metrics, write_rejects
 from viper.store.io import atomic_dir, write_table
@@ -29,7 +29,7 @@ def main() -> None:
     with atomic_dir(args.out) as tmp:
         write_table(tmp / "edit_plans.parquet", rows, COLUMNS)
         write_rejects(tmp / "rejects.parquet", rejects)
-    metrics = {**stats.metrics(), "backend": p.vlm.backend}
+    metrics = {**stats.metrics(), **vlm_metrics(vlm)}
     metrics["categories"] = {c: sum(r["category"] == c for r in rows) for c in sorted({r["category"] for r in rows})}
     write_metrics(args.metrics, metrics)
 

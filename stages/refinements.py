@@ -3,7 +3,7 @@
 import json
 
 from viper.config import load_stage_params
-from viper.models import load_vlm, vlm_identity
+from viper.models import load_vlm, vlm_identity, vlm_metrics
 from viper.records import load_shard_images
 from viper.stage import run, setup, write_metrics, write_rejects
 from viper.store.io import atomic_dir, write_table
@@ -32,7 +32,7 @@ def main() -> None:
     with atomic_dir(args.out) as tmp:
         write_table(tmp / "refinements.parquet", rows, ["id", "caption", "refinements"])
         write_rejects(tmp / "rejects.parquet", rejects)
-    metrics = {**stats.metrics(), "backend": p.vlm.backend}
+    metrics = {**stats.metrics(), **vlm_metrics(vlm)}
     metrics["faithful_captions"] = sum(r["refinements"] == "[]" for r in rows)
     write_metrics(args.metrics, metrics)
 

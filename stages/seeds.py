@@ -14,7 +14,7 @@ def main() -> None:
         inputs = synthetic_seeds(p.seeds.n_synthetic, p.seeds.size, p.seed)
     else:
         inputs = folder_inputs(args.folder)
-    seeds, rejects = ingest(inputs, p.seeds.max_side, p.seeds.max_pixels)
+    seeds, rejects = ingest(inputs, p.seeds.max_side, p.seeds.max_pixels, p.seeds.min_side)
     stats = StepStats("seeds", items_in=len(inputs), items_out=len(seeds))
     stats.rejects.update(r.reason for r in rejects)
     if not seeds:

@@ -4,7 +4,7 @@ from collections import Counter
 from pathlib import Path
 
 from viper.config import load_stage_params
-from viper.models import load_clip, load_vlm, model_identity, vlm_identity
+from viper.models import load_clip, load_vlm, model_identity, vlm_identity, vlm_metrics
 from viper.records import load_refinements, load_shard_images
 from viper.stage import run, setup, write_metrics
 from viper.store.io import atomic_dir, atomic_write_bytes, write_json, write_table
@@ -26,7 +26,9 @@ def main() -> None:
     cache = open_cache()
     clip_stats = StepStats("clip_filter")
     sims = v10k.clip_similarities(load_clip(args.models, p.models), pairs, originals, edited_images, cache,
-                                  model_identity(args.models, "clip"), clip_stats)
+                                  model_identity(args.models, "clip"), clip_stats,
+                                  p.viper10k.clip_max_reject_fraction)
+    check_reject_fraction(clip_stats, p.viper10k.clip_max_reject_fraction)
     decisions = v10k.clip_decisions(sims, pairs, p.viper10k.clip_min, p.viper10k.clip_max)
 
     candidates = [{"key": d["edit_id"], "image": originals[d["id"]], "edited": edited_images[d["edit_id"]],
@@ -64,7 +66,7 @@ def main() -> None:
         "edits_in": len(pairs), "edits_valid": len(valid), "edits_kept": len(kept),
         "survival": round(len(kept) / len(pairs), 4) if pairs else 0.0,
         "rejects": dict(sorted(reasons.items())), "clip_filter": clip_stats.metrics(),
-        "judge": {**judge_stats.metrics(), "backend": p.vlm.backend},
+        "judge": {**judge_stats.metrics(), **vlm_metrics(vlm)},
         "caption_refining": man["subsets"]["caption_refining"]["count"],
         "visual_operation": man["subsets"]["visual_operation"]["count"],
     })

@@ -74,3 +74,21 @@ def test_verl_requires_cuda(root):
     data["rl"]["backend"] = "verl"
     with pytest.raises(ParamsError, match="rl.backend is verl, which runs on CUDA only"):
         parse_params(data)
+
+
+def test_model_class_is_the_key_class(root):
+    p = load_params(root / "params.yaml")
+    assert p.models.t2i.class_ == "QwenImagePipeline"
+    assert p.models.t2i.model_dump(mode="json") == {"id": "viper-tiny/qwen-image", "revision": "local",
+                                                     "class": "QwenImagePipeline"}
+    data = copy.deepcopy(shipped(root))
+    del data["models"]["edit"]["class"]
+    with pytest.raises(ParamsError, match=r"models\.edit\.class: required key is missing"):
+        parse_params(data)
+
+
+def test_diffusion_sizes_are_multiples_of_16(root):
+    data = copy.deepcopy(shipped(root))
+    data["reconstructions"]["height"] = 72  # a multiple of 8, not of 16 (8x VAE, 2x2 latent patches)
+    with pytest.raises(ParamsError, match=r"reconstructions\.height: .*multiple of 16"):
+        parse_params(data)

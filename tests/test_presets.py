@@ -36,3 +36,15 @@ def test_preset_is_complete(root, name):
     data = yaml.safe_load((root / "presets" / name).read_text())
     parse_params(data)
     assert leaves(data) == leaves(yaml.safe_load((root / "params.yaml").read_text()))
+
+
+def test_presets_and_default_name_the_same_classes(root):
+    """DESIGN §1: the tiny world instantiates the classes the presets use, for every role."""
+    from viper.models import ROLES, TINY_CLASSES
+
+    default = load_params(root / "params.yaml").models
+    assert {r: getattr(default, r).class_ for r in ROLES} == TINY_CLASSES
+    assert (TINY_CLASSES["t2i"], TINY_CLASSES["edit"]) == ("QwenImagePipeline", "QwenImageEditPipeline")
+    for name in PRESETS:
+        models = load_params(root / "presets" / name).models
+        assert {r: getattr(models, r).class_ for r in ROLES} == TINY_CLASSES, name

@@ -15,6 +15,7 @@ sys.path.insert(0, str(ROOT))
 # vLLM writes compile caches, torch inductor caches and ZMQ socket files; keep them out of $HOME and /tmp.
 _SCRATCH = Path(tempfile.mkdtemp(prefix="viper-vllm-tests-"))
 for var, sub in (("VLLM_CACHE_ROOT", "vllm"), ("TORCHINDUCTOR_CACHE_DIR", "inductor"), ("VLLM_RPC_BASE_PATH", "rpc")):
+    (_SCRATCH / sub).mkdir()  # vLLM binds sockets there without creating the folder
     os.environ.setdefault(var, str(_SCRATCH / sub))
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 

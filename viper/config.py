@@ -25,8 +25,18 @@ class _Section(BaseModel):
 
 
 class ModelRef(_Section):
+    # `class` is a Python keyword: the attribute is `class_`, the params key `class`.
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_by_name=True, validate_by_alias=True,
+                              serialize_by_alias=True)
+
     id: str = Field(description="Hub id (paper scale) or a label for a locally built tiny model.")
     revision: str = Field(description="Pinned revision (commit or tag); 'local' for tiny models.")
+    class_: str = Field(alias="class", min_length=1, description=(
+        "The class this role's library instantiates, the same in the tiny world and at paper scale: the "
+        "diffusers pipeline (t2i: QwenImagePipeline, edit: QwenImageEditPipeline), the transformers model "
+        "(vlm: Qwen2_5_VLForConditionalGeneration, embed: XLMRobertaModel, as in config.json "
+        "`architectures`), open_clip's model class (clip: CLIP). The tiny builders build exactly it, the "
+        "manifest records it and the loaders check that what they load is it."))
 
 
 class Models(_Section):
@@ -85,7 +95,19 @@ class Seeds(_Section):
     size: int = Field(ge=16)
     max_side: int = Field(ge=16)
     max_pixels: int = Field(gt=0, description="Images with more pixels are rejected (decompression bombs).")
+    min_side: int = Field(ge=1, description=(
+        "Images whose shorter side is below this, as read or after downscaling to max_side, are rejected "
+        "(too_small): too little to describe or edit, and below what the diffusion models accept."))
     max_reject_fraction: float = Field(ge=0, le=1, description="The stage fails if more inputs are rejected.")
+
+    @model_validator(mode="after")
+    def _sides(self) -> "Seeds":
+        if self.min_side > self.max_side:
+            raise ValueError(f"min_side ({self.min_side}) must be <= max_side ({self.max_side})")
+        if self.source == "synthetic" and self.min_side > self.size:
+            raise ValueError(f"min_side ({self.min_side}) must be <= size ({self.size}), the side of the "
+                             f"synthetic scenes")
+        return self
 
 
 class Captions(_Section):
@@ -96,11 +118,15 @@ class Diffusion(_Section):
     batch_size: int = Field(gt=0)
     steps: int = Field(gt=0)
     guidance_scale: float = Field(ge=0)
+    max_reject_fraction: float = Field(ge=0, le=1, description=(
+        "Items whose model call fails (in the batch, then alone) are rejects (model_error); above this "
+        "fraction of the step's items the stage fails (a systemic problem, not item noise)."))
 
 
 class Reconstructions(Diffusion):
-    height: int = Field(gt=0, multiple_of=8)
-    width: int = Field(gt=0, multiple_of=8)
+    # Qwen-Image: 8x VAE and latents packed in 2x2 patches, so sides are multiples of 16.
+    height: int = Field(gt=0, multiple_of=16)
+    width: int = Field(gt=0, multiple_of=16)
 
 
 class Refinements(_Section):
@@ -115,12 +141,21 @@ class EditPlans(_Section):
 
 
 class EditedPairs(Diffusion):
-    image_guidance_scale: float = Field(ge=0)
+    image_guidance_scale: float = Field(ge=0, description=(
+        "Image guidance of editors that take it (InstructPix2Pix, OmniGen2); Qwen-Image-Edit has none."))
+    process_pixels: int | None = Field(gt=0, description=(
+        "Pixel area the editor works at: each image is resized to about this many pixels at its aspect "
+        "ratio, edited, and the result resized back to the image's size. Qwen-Image-Edit's own choice is "
+        "1048576 (1024*1024, whatever the input size); null works at the image's own size (sides rounded "
+        "to multiples of 16), which keeps the tiny editor cheap on CPU."))
 
 
 class Viper10k(_Section):
     clip_min: float = Field(ge=-1, le=1)
     clip_max: float = Field(ge=-1, le=1)
+    clip_max_reject_fraction: float = Field(ge=0, le=1, description=(
+        "Pairs whose CLIP call fails (in the batch, then alone) are dropped (clip_model_error); above this "
+        "fraction of the pairs the stage fails."))
     judge_max_new_tokens: int = Field(gt=0)
     shard_size: int = Field(gt=0)
     max_caption_refining: int | None = Field(default=None, gt=0, description=(
@@ -353,7 +388,7 @@ def leaf_keys(model: type[BaseModel] = Params, prefix: str = "") -> list[str]:
     """Every dotted leaf key of the schema (used to check dvc.yaml covers the schema)."""
     out = []
     for name, field in model.model_fields.items():
-        path = f"{prefix}{name}"
+        path = f"{prefix}{field.alias or name}"  # spelled as in params.yaml (ModelRef.class_ is `class`)
         ann = field.annotation
         if isinstance(ann, type) and issubclass(ann, BaseModel):
             out.extend(leaf_keys(ann, path + "."))

@@ -1,7 +1,8 @@
 """Where each model comes from, and the one place that loads them.
 
 The `models` stage writes `<models_dir>/manifest.json`: for every role (vlm, t2i, edit, embed, clip)
-the path or hub id to pass to `from_pretrained`, and the revision. Tiny models are directories it
+the path or hub id to pass to `from_pretrained`, the revision, and the class the model is
+(`models.<role>.class`, checked by the loaders below). Tiny models are directories it
 built; hub models are pinned ids. Everything downstream loads through the functions below, so the
 tiny world and paper scale share every line of loading code.
 """
@@ -9,12 +10,17 @@ tiny world and paper scale share every line of loading code.
 from __future__ import annotations
 
 import hashlib
+import time
 from pathlib import Path
 from typing import Any
 
 from viper.store.io import read_json, sha256_file, write_json
 
 ROLES = ("vlm", "t2i", "edit", "embed", "clip")
+# The class each tiny builder makes, for every role the one the presets load at paper scale (DESIGN §1:
+# same classes, smaller sizes). params.yaml declares it as models.<role>.class.
+TINY_CLASSES = {"vlm": "Qwen2_5_VLForConditionalGeneration", "t2i": "QwenImagePipeline",
+                "edit": "QwenImageEditPipeline", "embed": "XLMRobertaModel", "clip": "CLIP"}
 
 
 def build_models(models: Any, out_dir: str | Path, seed: int) -> dict:
@@ -30,15 +36,23 @@ def build_models(models: Any, out_dir: str | Path, seed: int) -> dict:
 
         builders = {"vlm": build_tiny_vlm, "t2i": build_tiny_t2i, "edit": build_tiny_edit,
                     "embed": build_tiny_bge_m3, "clip": build_tiny_clip}
+        for role in ROLES:  # all checked before anything is built
+            declared, tiny = getattr(models, role).class_, TINY_CLASSES[role]
+            if declared != tiny:
+                raise ValueError(
+                    f"models.{role}.class is {declared!r}, but the tiny {role} model is a {tiny} (the class "
+                    f"the presets use, at tiny size); set models.{role}.class: {tiny}, or models.source: hub "
+                    "to load another class")
         for role in ROLES:
             builders[role](out_dir / role, seed)
             ref = getattr(models, role)
             # A built model has no hub revision; its content hash plays that part in cache keys.
-            manifest[role] = {"path": role, "id": ref.id, "revision": "sha256:" + dir_digest(out_dir / role)}
+            manifest[role] = {"path": role, "id": ref.id, "revision": "sha256:" + dir_digest(out_dir / role),
+                              "class": ref.class_}
     else:
         for role in ROLES:
             ref = getattr(models, role)
-            manifest[role] = {"path": None, "id": ref.id, "revision": ref.revision}
+            manifest[role] = {"path": None, "id": ref.id, "revision": ref.revision, "class": ref.class_}
     write_json(out_dir / "manifest.json", manifest)
     return manifest
 
@@ -65,6 +79,27 @@ def model_identity(models_dir: str | Path, role: str) -> dict:
     """What identifies a model's weights, for cache keys and dataset cards."""
     entry = read_json(Path(models_dir) / "manifest.json")[role]
     return {"id": entry["id"], "revision": entry["revision"]}
+
+
+def model_class(models_dir: str | Path, role: str) -> str:
+    """The class the manifest says a role's model is (models.<role>.class)."""
+    manifest_path = Path(models_dir) / "manifest.json"
+    if not manifest_path.exists():
+        raise RuntimeError(f"{manifest_path} is missing: run `dvc repro models` first")
+    entry = read_json(manifest_path)[role]
+    if "class" not in entry:
+        raise RuntimeError(f"{manifest_path} names no class for {role!r} (written by an older version): "
+                           "run `dvc repro models`")
+    return entry["class"]
+
+
+def check_class(role: str, expected: str, actual: str, path_or_id: str) -> None:
+    """Fail, naming role, expected and actual class, when a loaded model is not the declared class."""
+    if actual != expected:
+        raise RuntimeError(
+            f"the {role} model {path_or_id!r} loaded as a {actual}, but models.{role}.class (in the "
+            f"manifest) is {expected}: point models.{role}.id at a {expected} checkpoint, or set the class "
+            "it is and run `dvc repro models`")
 
 
 class ModelLoadError(RuntimeError):
@@ -109,21 +144,42 @@ def load_vlm(models_dir: str | Path, models: Any, min_pixels: int, max_pixels: i
     images one request may carry (vLLM sizes its memory for that worst case).
     """
     ref, rev = (path_or_id, revision) if path_or_id else resolve(models_dir, "vlm")
+    # The manifest's model is checked against its declared class; a checkpoint path (RL output) is what
+    # training saved from that model.
+    expected = None if path_or_id else model_class(models_dir, "vlm")
     device, dtype, trc = models.device, models.dtype, models.trust_remote_code
 
     def load() -> Any:  # imports inside: a fully cached stage never imports torch or vLLM
         if backend == "vllm":
             from viper.backends.vllm_backend import EngineSettings, VllmVLM
 
+            if expected is not None:  # vLLM instantiates the class config.json names
+                from transformers import AutoConfig
+
+                archs = AutoConfig.from_pretrained(ref, revision=rev, trust_remote_code=trc).architectures
+                check_class("vlm", expected, (archs or ["<none>"])[0], ref)
             return VllmVLM(ref, rev, device=device, dtype=dtype, min_pixels=min_pixels, max_pixels=max_pixels,
                            batch_size=batch_size, trust_remote_code=trc, max_images=max_images,
                            settings=EngineSettings.of(engine))
         from viper.backends.vlm import TransformersVLM
 
-        return TransformersVLM(ref, rev, device=device, dtype=dtype, min_pixels=min_pixels,
-                               max_pixels=max_pixels, batch_size=batch_size, trust_remote_code=trc)
+        vlm = TransformersVLM(ref, rev, device=device, dtype=dtype, min_pixels=min_pixels,
+                              max_pixels=max_pixels, batch_size=batch_size, trust_remote_code=trc)
+        if expected is not None:
+            check_class("vlm", expected, type(vlm.model).__name__, ref)
+        return vlm
 
     return Lazy(load, batch_size=batch_size, backend=backend)
+
+
+def vlm_metrics(vlm: Any) -> dict:
+    """What a stage's metrics say about its VLM: the backend that served the calls, and what loading
+    cost (a vLLM engine starts on the first call: reported apart from generation)."""
+    out: dict[str, Any] = {"backend": vlm.__dict__.get("backend"), "model_loaded": vlm.loaded}
+    if vlm.loaded:
+        out["load_seconds"] = vlm.__dict__.get("load_seconds")
+        out["engine_start_seconds"] = getattr(vlm._obj, "engine_start_seconds", None)
+    return out
 
 
 def vlm_identity(models_dir: str | Path, backend: str) -> dict:
@@ -134,22 +190,28 @@ def vlm_identity(models_dir: str | Path, backend: str) -> dict:
 
 def load_t2i(models_dir: str | Path, models: Any) -> Any:
     ref, device, dtype = resolve(models_dir, "t2i"), models.device, models.dtype
+    expected = model_class(models_dir, "t2i")
 
     def load() -> Any:
         from viper.backends.diffusion import TextToImage
 
-        return TextToImage(*ref, device=device, dtype=dtype)
+        t2i = TextToImage(*ref, device=device, dtype=dtype)
+        check_class("t2i", expected, type(t2i.pipe).__name__, ref[0])
+        return t2i
 
     return Lazy(load)
 
 
 def load_editor(models_dir: str | Path, models: Any) -> Any:
     ref, device, dtype = resolve(models_dir, "edit"), models.device, models.dtype
+    expected = model_class(models_dir, "edit")
 
     def load() -> Any:
         from viper.backends.diffusion import ImageEditor
 
-        return ImageEditor(*ref, device=device, dtype=dtype)
+        editor = ImageEditor(*ref, device=device, dtype=dtype)
+        check_class("edit", expected, type(editor.pipe).__name__, ref[0])
+        return editor
 
     return Lazy(load)
 
@@ -157,15 +219,21 @@ def load_editor(models_dir: str | Path, models: Any) -> Any:
 def load_embedder(models_dir: str | Path, models: Any) -> Any:
     from viper.backends.embed import Embedder
 
-    return Embedder(*resolve(models_dir, "embed"), device=models.device)
+    ref = resolve(models_dir, "embed")
+    embedder = Embedder(*ref, device=models.device)
+    check_class("embed", model_class(models_dir, "embed"), embedder.model_class, ref[0])
+    return embedder
 
 
 def load_clip(models_dir: str | Path, models: Any) -> Any:
     ref, device = resolve(models_dir, "clip"), models.device
+    expected = model_class(models_dir, "clip")
 
     def load() -> Any:
         from viper.backends.clip import ClipScorer
 
-        return ClipScorer(*ref, device=device)
+        clip = ClipScorer(*ref, device=device)
+        check_class("clip", expected, type(clip.model).__name__, ref[0])
+        return clip
 
     return Lazy(load)

@@ -39,10 +39,11 @@ def run(main: Callable[[], None]) -> None:
     end the stage with their message instead of a traceback."""
     from viper.config import ParamsError
     from viper.eval.tsv import BenchmarkDataError
+    from viper.models import ModelLoadError
     from viper.store.io import ShardError
     from viper.store.viper10k import DatasetError
 
     try:
         main()
-    except (ParamsError, BenchmarkDataError, DatasetError, ShardError) as err:
+    except (ParamsError, BenchmarkDataError, DatasetError, ShardError, ModelLoadError) as err:
         raise SystemExit(f"error: {err}") from None

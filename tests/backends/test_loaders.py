@@ -60,14 +60,57 @@ def test_generate_sizes_and_seeds(t2i):
     assert np.abs(pixels(imgs[0]) - pixels(again)).max() <= 2
     assert np.array_equal(pixels(again), pixels(t2i.generate(["a red cat"], [1], STEPS, CFG, 64, 48)[0]))
     assert not np.array_equal(pixels(imgs[0]), pixels(imgs[2]))  # same prompt, other seed
+    assert not np.array_equal(pixels(imgs[1]), pixels(imgs[2]))  # same seed, other prompt
     assert t2i.generate([], [], STEPS, CFG, 64, 64) == []
 
 
-def test_generate_long_prompt_is_truncated_not_fatal(t2i):
-    long = "a small red cat sitting on green grass under a bright blue sky " * 40
-    img = t2i.generate([long], [0], STEPS, CFG, 64, 64)[0]
-    cut = t2i.generate([long[:2000]], [0], STEPS, CFG, 64, 64)[0]
-    assert np.array_equal(pixels(img), pixels(cut))  # nothing past the context reaches the model
+def test_reconstruction_batches_do_not_change_items(t2i):
+    """A long caption in the batch pads the others' embeddings; each image stays what it is alone."""
+    caps = ["a red circle", "the blue square is below the circle " * 30, "a green triangle", "two circles"]
+    batch = t2i.generate(caps, [5, 6, 7, 8], STEPS, CFG, 32, 32)
+    for i in (0, 2):
+        alone = t2i.generate([caps[i]], [5 + 2 * (i // 2)], STEPS, CFG, 32, 32)[0]
+        assert np.abs(pixels(batch[i]) - pixels(alone)).max() <= 2
+
+
+def _tokens(pipe, text: str) -> int:
+    return len(pipe.tokenizer(text, add_special_tokens=False).input_ids)
+
+
+def test_long_caption_reaches_the_encoder_past_512_tokens(t2i):
+    from viper.backends.diffusion import fit_prompts, max_sequence_length
+
+    pipe = t2i.pipe
+    assert max_sequence_length(pipe) == 1024  # diffusers' default is 512
+    words = "The small green triangle sits above the yellow square, next to a purple circle. "
+    long = words * (1 + 1500 // _tokens(pipe, words))  # about 1500 tokens
+    assert _tokens(pipe, long) > 1400
+    fitted = fit_prompts(pipe, [long, "a red cat"])
+    assert fitted[1] == "a red cat" and long.startswith(fitted[0]) and len(fitted[0]) < len(long)
+    # Template + fitted caption is exactly what the pipeline's tokenizer keeps: the template stays whole.
+    kept = pipe.tokenizer_max_length + pipe.prompt_template_encode_start_idx
+    assert len(pipe.tokenizer(pipe.prompt_template_encode.format(fitted[0])).input_ids) == kept
+    emb, _ = pipe.encode_prompt(fitted, max_sequence_length=max_sequence_length(pipe))
+    assert emb.shape[1] == 1024
+
+
+def test_tokens_past_512_change_the_image(t2i):
+    """Two captions that share their first ~600 tokens draw different images: the rest reaches the model
+    (the text encoder is causal, so with the default 512-token cut they would be identical)."""
+    words = "The small green triangle sits above the yellow square, next to a purple circle. "
+    head = words * (1 + 600 // _tokens(t2i.pipe, words))
+    tails = ["The background is a clear sky. " * 20, "Remove the small black circle. " * 20]
+    a, b = t2i.generate([head + t for t in tails], [0, 0], STEPS, CFG, 32, 32)
+    assert np.abs(pixels(a) - pixels(b)).max() > 2  # more than the rounding of batched kernels
+
+
+def test_caption_past_the_budget_is_cut_not_fatal(t2i):
+    from viper.backends.diffusion import fit_prompts
+
+    long = "a small red cat sitting on green grass under a bright blue sky " * 200
+    img = t2i.generate([long], [0], STEPS, CFG, 32, 32)[0]
+    cut = t2i.generate(fit_prompts(t2i.pipe, [long]), [0], STEPS, CFG, 32, 32)[0]
+    assert np.array_equal(pixels(img), pixels(cut))  # nothing past the budget reaches the model
 
 
 def test_generate_rejects_mismatched_lengths(t2i):
@@ -76,7 +119,7 @@ def test_generate_rejects_mismatched_lengths(t2i):
 
 
 def test_edit_keeps_sizes_and_is_deterministic(editor):
-    src = [scene((220, 40, 40)), scene((40, 80, 220), size=(60, 44))]  # 60x44 is not a multiple of 8
+    src = [scene((220, 40, 40)), scene((40, 80, 220), size=(60, 44))]  # 60x44 is not a multiple of 16
     kw = dict(steps=STEPS, guidance_scale=CFG, image_guidance_scale=1.5)
     first = editor.edit(src, ["make it blue", "add a hat"], [3, 4], **kw)
     second = editor.edit(src, ["make it blue", "add a hat"], [3, 4], **kw)
@@ -84,6 +127,42 @@ def test_edit_keeps_sizes_and_is_deterministic(editor):
     assert [im.size for im in first] == [(64, 64), (60, 44)]
     assert all(np.array_equal(pixels(a), pixels(b)) for a, b in zip(first, second))
     assert not np.array_equal(pixels(first[0]), pixels(other[0]))
+
+
+def test_edit_batches_do_not_change_items(editor):
+    src = [scene(c) for c in ((220, 40, 40), (40, 80, 220), (30, 160, 60), (200, 200, 40))]
+    instructions = ["make it blue", "add a hat to the small circle on the left", "remove it", "x"]
+    kw = dict(steps=STEPS, guidance_scale=CFG, image_guidance_scale=1.5)
+    batch = editor.edit(src, instructions, [1, 2, 3, 4], **kw)
+    for i in (1, 2):
+        alone = editor.edit([src[i]], [instructions[i]], [i + 1], **kw)[0]
+        assert np.abs(pixels(batch[i]) - pixels(alone)).max() <= 2
+
+
+def test_edit_working_size(editor):
+    """The editor works at the input's own size (rounded to 16) or at about `process_pixels` pixels,
+    never at Qwen-Image-Edit's fixed 1 MP unless asked, and returns the input's size."""
+    import diffusers.pipelines.qwenimage.pipeline_qwenimage_edit as qie
+
+    from viper.backends.diffusion import working_size
+
+    pipe = editor.pipe
+    assert working_size(pipe, (64, 64), None) == (64, 64)
+    assert working_size(pipe, (60, 44), None) == (64, 48)
+    assert working_size(pipe, (8, 100), None) == (16, 96)
+    assert working_size(pipe, (640, 480), 1024 * 1024) == (1184, 896)  # the pipeline's own choice
+    assert working_size(pipe, (64, 64), 32 * 32) == (32, 32)
+    seen = []
+    encode = pipe.vae.encode
+    pipe.vae.encode = lambda x, *a, **k: seen.append(tuple(x.shape[-2:])) or encode(x, *a, **k)
+    try:
+        out = editor.edit([scene((220, 40, 40), size=(60, 44))], ["make it blue"], [0], STEPS, CFG, 1.5)[0]
+        small = editor.edit([scene((220, 40, 40))], ["make it blue"], [0], STEPS, CFG, 1.5,
+                            process_pixels=32 * 32)[0]
+    finally:
+        pipe.vae.encode = encode
+    assert seen == [(48, 64), (32, 32)] and out.size == (60, 44) and small.size == (64, 64)
+    assert qie.calculate_dimensions(1024 * 1024, 1.0) == (1024, 1024, None)  # restored after the calls
 
 
 def test_embeddings_unit_norm_and_spread(embedder):
@@ -118,13 +197,16 @@ def test_missing_model_names_path_and_fix(cls, tmp_path):
 
 
 def test_guidance_kwargs_follow_the_pipeline_signature(t2i, editor):
-    from viper.backends.diffusion import guidance_kwargs
+    from viper.backends.diffusion import guidance_kwargs, max_sequence_length
 
-    assert guidance_kwargs(t2i.pipe, 2, 5.0, 1.5) == {"guidance_scale": 5.0}
-    assert guidance_kwargs(editor.pipe, 2, 5.0, 1.5) == {"guidance_scale": 5.0, "image_guidance_scale": 1.5}
+    for pipe in (t2i.pipe, editor.pipe):  # Qwen-Image(-Edit): true CFG, which needs a negative prompt
+        assert guidance_kwargs(pipe, 2, 5.0, 1.5) == {"true_cfg_scale": 5.0, "negative_prompt": [" ", " "]}
+        assert guidance_kwargs(pipe, 2, 1.0, 1.5) == {"true_cfg_scale": 1.0}  # no CFG: no negative prompt
+        assert max_sequence_length(pipe) == 1024
 
-    class QwenLike:  # the signature Qwen-Image(-Edit) pipelines expose
-        def __call__(self, prompt=None, negative_prompt=None, true_cfg_scale=4.0, guidance_scale=None):
+    class Pix2PixLike:  # an editor with image guidance and no true CFG
+        def __call__(self, prompt=None, image=None, guidance_scale=7.5, image_guidance_scale=1.5):
             return None
 
-    assert guidance_kwargs(QwenLike(), 2, 4.0, 1.5) == {"true_cfg_scale": 4.0, "negative_prompt": [" ", " "]}
+    assert guidance_kwargs(Pix2PixLike(), 2, 4.0, 1.5) == {"guidance_scale": 4.0, "image_guidance_scale": 1.5}
+    assert max_sequence_length(Pix2PixLike()) is None

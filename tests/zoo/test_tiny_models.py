@@ -9,8 +9,9 @@ import pytest
 from viper.zoo.clip import build_tiny_clip
 from viper.zoo.diffusion import build_tiny_edit, build_tiny_t2i
 from viper.zoo.embed import build_tiny_bge_m3
+from viper.zoo.vlm import build_tiny_vlm
 
-BUILDERS = {"t2i": build_tiny_t2i, "edit": build_tiny_edit, "embed": build_tiny_bge_m3,
+BUILDERS = {"vlm": build_tiny_vlm, "t2i": build_tiny_t2i, "edit": build_tiny_edit, "embed": build_tiny_bge_m3,
             "clip": build_tiny_clip}
 # FlagEmbedding reads BGE-M3's two heads only as torch.load'ed .pt files (no safetensors option).
 PICKLE_ALLOWED = {"colbert_linear.pt", "sparse_linear.pt"}
@@ -52,22 +53,46 @@ def test_weights_are_safetensors(built):
     assert pickled <= PICKLE_ALLOWED
 
 
-def test_diffusers_layout(tmp_path):
-    build_tiny_t2i(tmp_path, seed=0)
+# What model_index.json of Qwen/Qwen-Image and Qwen/Qwen-Image-Edit names (the presets' models).
+QWEN_IMAGE_COMPONENTS = {
+    "scheduler": ["diffusers", "FlowMatchEulerDiscreteScheduler"],
+    "text_encoder": ["transformers", "Qwen2_5_VLForConditionalGeneration"],
+    "tokenizer": ["transformers", "Qwen2Tokenizer"],
+    "transformer": ["diffusers", "QwenImageTransformer2DModel"],
+    "vae": ["diffusers", "AutoencoderKLQwenImage"],
+}
+
+
+@pytest.mark.parametrize("role,cls,extra", [
+    ("t2i", "QwenImagePipeline", {}),
+    ("edit", "QwenImageEditPipeline", {"processor": ["transformers", "Qwen2VLProcessor"]}),
+])
+def test_diffusers_layout_is_qwen_image(role, cls, extra, tmp_path):
+    BUILDERS[role](tmp_path, seed=0)
     index = json.loads((tmp_path / "model_index.json").read_text())
-    assert index["_class_name"] == "StableDiffusionPipeline"
-    assert index["safety_checker"] == [None, None] and index["requires_safety_checker"] is False
-    assert {"vocab.json", "merges.txt"} <= {p.name for p in (tmp_path / "tokenizer").iterdir()}
+    assert index.pop("_class_name") == cls and index.pop("_diffusers_version")
+    assert index == {**QWEN_IMAGE_COMPONENTS, **extra}
+    text = json.loads((tmp_path / "text_encoder" / "config.json").read_text())
+    transformer = json.loads((tmp_path / "transformer" / "config.json").read_text())
+    # The transformer reads the text encoder's last hidden states.
+    assert text["text_config"]["hidden_size"] == transformer["joint_attention_dim"]
+    assert transformer["attention_head_dim"] == sum(transformer["axes_dims_rope"])
 
 
-def test_clip_tokenizer_truncates_to_context(tmp_path):
-    from transformers import CLIPTokenizer
+@pytest.mark.parametrize("role", ["t2i", "edit"])
+def test_system_prompt_is_exactly_the_dropped_tokens(role, tmp_path):
+    """The pipelines drop `prompt_template_encode_start_idx` leading tokens (counted with Qwen's tokenizer);
+    with the tiny tokenizer that is exactly the system prompt too, so embeddings start at the user turn."""
+    from diffusers import DiffusionPipeline
 
-    build_tiny_t2i(tmp_path, seed=0)
-    tok = CLIPTokenizer.from_pretrained(tmp_path / "tokenizer")
-    ids = tok("A red Cat, on the grass!").input_ids
-    assert ids[0] == tok.bos_token_id and ids[-1] == tok.eos_token_id and tok.unk_token_id not in ids[1:-1]
-    assert len(tok("word " * 200, truncation=True).input_ids) == tok.model_max_length == 77
+    BUILDERS[role](tmp_path, seed=0)
+    pipe = DiffusionPipeline.from_pretrained(tmp_path)
+    before_text = pipe.prompt_template_encode.split("{}")[0].split("<|vision_start|>")[0]
+    assert before_text.endswith("<|im_start|>user\n")
+    assert len(pipe.tokenizer(before_text).input_ids) == pipe.prompt_template_encode_start_idx
+    words = "héllo wörld, 12 objects 🙂"
+    ids = pipe.tokenizer(words).input_ids
+    assert pipe.tokenizer.decode(ids) == words and len(ids) < len(words.encode())  # any text, merged tokens
 
 
 def test_bge_tokenizer_wraps_in_s_tags(tmp_path):

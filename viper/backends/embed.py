@@ -47,6 +47,8 @@ class Embedder:
                 "For a tiny local model run `dvc repro models`; for a hub model check the model id "
                 "and revision in params.yaml.") from e
         self.dim: int = int(self._m.model.config.hidden_size)
+        # The transformers encoder FlagEmbedding wraps (XLMRobertaModel for BGE-M3), for the loader's check.
+        self.model_class: str = type(self._m.model.model).__name__
 
     def encode(self, texts: list[str]) -> np.ndarray:
         """(n, dim) float32, rows L2-normalised, so a dot product is a cosine similarity."""

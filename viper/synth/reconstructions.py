@@ -1,7 +1,8 @@
 """reconstructions and edited_pairs: the two diffusion steps, batched, one seed per item, memoised.
 
 Each image's generator is seeded from the item's id, so an image depends only on its own inputs,
-never on which other items shared its batch.
+never on which other items shared its batch. An item whose model call fails (in its batch, then
+alone) is a reject with its reason; the other items go on (see `runner.memoised`).
 """
 
 from __future__ import annotations
@@ -14,15 +15,26 @@ from PIL import Image
 
 from viper.store.cache import ItemCache, image_digest, make_key
 from viper.store.io import png_bytes
-from viper.synth.runner import StepStats, derive_seed, memoised
+from viper.synth.runner import Failed, Reject, StepStats, derive_seed, memoised
 
 
-def _decode(values: list[bytes]) -> list[Image.Image]:
-    return [Image.open(io.BytesIO(v)).convert("RGB") for v in values]
+def _collect(items: list[dict], values: list[bytes | Failed], key: str,
+             stats: StepStats) -> tuple[list[tuple[dict, Image.Image]], list[Reject]]:
+    """(item, image) for every computed item, in input order; a Reject for every failed one."""
+    done, rejects = [], []
+    for item, v in zip(items, values):
+        if isinstance(v, Failed):
+            rejects.append(Reject(item[key], v.reason, v.detail))
+        else:
+            done.append((item, Image.open(io.BytesIO(v)).convert("RGB")))
+    stats.items_out = len(done)
+    stats.rejects.update(r.reason for r in rejects)
+    return done, rejects
 
 
 def reconstruct(t2i: Any, captions: list[dict], params: Any, seed: int, cache: ItemCache,
-                model: dict) -> tuple[list[Image.Image], StepStats]:
+                model: dict) -> tuple[list[tuple[dict, Image.Image]], list[Reject], StepStats]:
+    """Render every caption: ([(caption row, image)] for the items that succeeded, rejects, stats)."""
     stats, start = StepStats("reconstructions", items_in=len(captions)), time.perf_counter()
     seeds = [derive_seed(seed, "reconstructions", c["id"]) for c in captions]
     gen = {"steps": params.steps, "guidance_scale": params.guidance_scale, "height": params.height,
@@ -34,17 +46,25 @@ def reconstruct(t2i: Any, captions: list[dict], params: Any, seed: int, cache: I
         images = t2i.generate([captions[i]["caption"] for i in idx], [seeds[i] for i in idx], **gen)
         return [png_bytes(img) for img in images]
 
-    images = _decode(memoised(keys, compute, cache, "reconstructions", stats, params.batch_size))
-    stats.items_out, stats.seconds = len(images), time.perf_counter() - start
-    return images, stats
+    values = memoised(keys, compute, cache, "reconstructions", stats, params.batch_size,
+                      params.max_reject_fraction)
+    done, rejects = _collect(captions, values, "id", stats)
+    stats.seconds = time.perf_counter() - start
+    return done, rejects, stats
 
 
 def apply_edits(editor: Any, plans: list[dict], originals: dict[str, Image.Image], params: Any, seed: int,
-                cache: ItemCache, model: dict) -> tuple[list[Image.Image], StepStats]:
+                cache: ItemCache,
+                model: dict) -> tuple[list[tuple[dict, Image.Image]], list[Reject], StepStats]:
+    """Edit every plan's original: ([(plan row, edited image)] for the items that succeeded, rejects, stats).
+    A plan whose original is not among `originals` is a reject (`missing_original`), not a crash."""
     stats, start = StepStats("edited_pairs", items_in=len(plans)), time.perf_counter()
+    missing = [Reject(p["edit_id"], "missing_original", f"no seed image {p['id']}")
+               for p in plans if p["id"] not in originals]
+    plans = [p for p in plans if p["id"] in originals]
     seeds = [derive_seed(seed, "edited_pairs", p["edit_id"]) for p in plans]
     gen = {"steps": params.steps, "guidance_scale": params.guidance_scale,
-           "image_guidance_scale": params.image_guidance_scale}
+           "image_guidance_scale": params.image_guidance_scale, "process_pixels": params.process_pixels}
     keys = [make_key("edited_pairs", model, {"image": image_digest(originals[p["id"]]),
                                              "instruction": p["instruction"], "seed": s, **gen})
             for p, s in zip(plans, seeds)]
@@ -54,6 +74,9 @@ def apply_edits(editor: Any, plans: list[dict], originals: dict[str, Image.Image
                              [seeds[i] for i in idx], **gen)
         return [png_bytes(img) for img in images]
 
-    images = _decode(memoised(keys, compute, cache, "edited_pairs", stats, params.batch_size))
-    stats.items_out, stats.seconds = len(images), time.perf_counter() - start
-    return images, stats
+    values = memoised(keys, compute, cache, "edited_pairs", stats, params.batch_size,
+                      params.max_reject_fraction)
+    done, rejects = _collect(plans, values, "edit_id", stats)
+    stats.rejects.update(r.reason for r in missing)
+    stats.seconds = time.perf_counter() - start
+    return done, missing + rejects, stats

@@ -7,6 +7,8 @@ captions.py, refinements.py, ...). Everything else about running it lives here, 
 from __future__ import annotations
 
 import hashlib
+import logging
+import re
 import time
 from collections import Counter
 from dataclasses import dataclass, field, replace
@@ -15,9 +17,14 @@ from typing import Any, Callable, Protocol
 from tqdm import tqdm
 
 from viper.backends.requests import VLMRequest
+from viper.models import ModelLoadError
 from viper.prompts.parse import ParseError
 from viper.store.cache import ItemCache, make_key, request_payload
 from viper.store.io import canonical_json
+
+log = logging.getLogger("viper")
+
+MODEL_ERROR = "model_error"  # the reject reason of an item whose model call raised, in its batch and alone
 
 
 def derive_seed(*parts: Any) -> int:
@@ -41,6 +48,32 @@ class Reject:
 
 
 REJECT_COLUMNS = ["key", "reason", "detail", "raw"]
+
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")             # "<_io.BytesIO object at 0x7f3a...>"
+_HEX = re.compile(r"\b0x[0-9a-fA-F]{6,}\b")              # any other pointer-sized hex number
+_PATH = re.compile(r"(?<![\w.~-])(?:[A-Za-z]:)?(?:[\\/][^\s'\"\\/<>()\[\],;:]+){2,}[\\/]?")  # absolute paths
+
+
+def clean_message(text: str, limit: int = 200) -> str:
+    """The first line of an error message, without what differs between identical runs: object
+    addresses, pointer values and absolute (often temporary) paths. Reject tables stay byte-identical."""
+    line = next((ln.strip() for ln in str(text).splitlines() if ln.strip()), "")
+    line = _PATH.sub("<path>", _HEX.sub("0x?", _ADDRESS.sub("", line)))
+    return line[:limit]
+
+
+def error_detail(exc: BaseException, limit: int = 200) -> str:
+    """`ExceptionClass: first line of its message`, deterministic (see `clean_message`)."""
+    msg = clean_message(str(exc), limit)
+    return f"{type(exc).__name__}: {msg}"[:limit] if msg else type(exc).__name__
+
+
+@dataclass(frozen=True)
+class Failed:
+    """What `memoised` returns for an item whose model call raised in its batch and again alone.
+    It is never cached, so the next run tries the item again."""
+    reason: str
+    detail: str
 
 
 @dataclass
@@ -70,22 +103,63 @@ class StepStats:
         }
 
 
+def _attempt(compute: Callable[[list[int]], list[bytes]], idx: list[int], stats: StepStats,
+             step: str) -> list[bytes] | Exception:
+    """One model call; its exception is returned, except those no other item could escape."""
+    stats.model_calls += 1
+    try:
+        values = list(compute(idx))
+    except ModelLoadError:  # systemic: the model itself is unavailable, every item would fail
+        raise
+    except Exception as exc:  # noqa: BLE001 - a single item may break a model call in any way
+        log.warning("%s: a model call over %d item(s) raised %s", step, len(idx), error_detail(exc))
+        return exc
+    if len(values) != len(idx):
+        raise RuntimeError(f"{step}: the model returned {len(values)} results for {len(idx)} items")
+    return values
+
+
 def memoised(keys: list[str], compute: Callable[[list[int]], list[bytes]], cache: ItemCache, step: str,
-             stats: StepStats, batch_size: int) -> list[bytes]:
+             stats: StepStats, batch_size: int,
+             max_reject_fraction: float | None = None) -> list[bytes | Failed]:
     """Values for every key: cached ones read back, the rest computed in batches of `batch_size`
-    (indices into `keys`) and committed batch by batch, so a kill loses at most one batch."""
+    (indices into `keys`) and committed batch by batch, so a kill loses at most one batch.
+
+    A batch whose call raises is redone item by item, so one bad item cannot sink the others; an item
+    that raises alone too comes back as a `Failed` (reason `model_error`, detail = exception class and
+    first message line) and is not cached. Once more than `max_reject_fraction` of the keys have failed
+    the step stops: the cause is systemic, and calling the model for the rest would only repeat it.
+    A model that cannot load (`ModelLoadError`) fails the step at once."""
     found = cache.get_many(keys)
     missing = [i for i, k in enumerate(keys) if k not in found]
     stats.cache_hits += len(keys) - len(missing)
     stats.cache_misses += len(missing)
+    failed: dict[int, Failed] = {}
     chunks = [missing[s:s + batch_size] for s in range(0, len(missing), batch_size)]
     for chunk in tqdm(chunks, desc=step, unit="batch", disable=not chunks):
-        values = compute(chunk)
-        stats.model_calls += 1
-        fresh = {keys[i]: v for i, v in zip(chunk, values)}
+        values = _attempt(compute, chunk, stats, step)
+        if isinstance(values, Exception):  # redo each item alone
+            values = []
+            for i in chunk:
+                one = _attempt(compute, [i], stats, step)
+                failure = isinstance(one, Exception)
+                values.append(Failed(MODEL_ERROR, error_detail(one)) if failure else one[0])
+        fresh = {}
+        for i, v in zip(chunk, values):
+            if isinstance(v, Failed):
+                failed[i] = v
+            else:
+                fresh[keys[i]] = v
         cache.put_many(step, fresh)
         found.update(fresh)
-    return [found[k] for k in keys]
+        if max_reject_fraction is not None and len(failed) > max_reject_fraction * len(keys):
+            first = failed[min(failed)]
+            raise SystemExit(
+                f"{step}: the model call failed for {len(failed)} of {len(keys)} items so far, above the "
+                f"limit of {max_reject_fraction:.0%}; first error: {first.detail}. This is systemic (the "
+                f"model, its device or the installed libraries), not a bad item: fix it and rerun "
+                f"(finished items are cached), or raise the limit.")
+    return [failed[i] if i in failed else found[k] for i, k in enumerate(keys)]
 
 
 class VlmTask(Protocol):
@@ -116,6 +190,7 @@ def run_vlm_task(task: VlmTask, items: list[dict], vlm: Generator, *, seed: int,
     stats.items_in += len(items)
     done: dict[str, dict] = {}
     last: dict[str, tuple[ParseError, str]] = {}
+    errors: dict[str, Failed] = {}  # the model call itself raised: rejected, not resampled
     pending = list(items)
     for attempt in range(max_retries + 1):
         if not pending:
@@ -130,6 +205,9 @@ def run_vlm_task(task: VlmTask, items: list[dict], vlm: Generator, *, seed: int,
         stats.attempts += len(reqs)
         failed = []
         for it, raw in zip(pending, replies):
+            if isinstance(raw, Failed):
+                errors[it["key"]] = raw
+                continue
             text = raw.decode()
             try:
                 done[it["key"]] = task.parse(text, it)
@@ -137,8 +215,10 @@ def run_vlm_task(task: VlmTask, items: list[dict], vlm: Generator, *, seed: int,
                 last[it["key"]] = (err, text)
                 failed.append(it)
         pending = failed
-    rejects = [Reject(it["key"], last[it["key"]][0].reason, last[it["key"]][0].detail, last[it["key"]][1])
-               for it in pending]
+    unparsed = {it["key"] for it in pending}
+    rejects = [Reject(k, errors[k].reason, errors[k].detail) if k in errors else
+               Reject(k, last[k][0].reason, last[k][0].detail, last[k][1])
+               for k in (it["key"] for it in items) if k in errors or k in unparsed]
     outputs = [done[it["key"]] for it in items if it["key"] in done]
     stats.items_out += len(outputs)
     stats.rejects.update(r.reason for r in rejects)

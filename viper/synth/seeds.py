@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageOps
 
+from viper.synth.runner import clean_message, error_detail
+
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 
 COLORS = {
@@ -35,6 +37,8 @@ class Seed:
 
 @dataclass(frozen=True)
 class SeedReject:
+    """An input that is not a seed. `detail` is deterministic (no object addresses or temporary paths),
+    so identical runs write byte-identical rejects tables."""
     source: str
     reason: str
     detail: str
@@ -93,10 +97,18 @@ def normalise(img: Image.Image, max_side: int) -> Image.Image:
     return img
 
 
-def open_image(data: bytes, max_pixels: int, name: str = "") -> Image.Image:
-    """Decode fully or raise ValueError("<reason>: <detail>")."""
+class InputRejected(ValueError):
+    """An input that cannot be a seed: `reason` (a fixed word) and a deterministic `detail`."""
+
+    def __init__(self, reason: str, detail: str = ""):
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason, self.detail = reason, detail
+
+
+def open_image(data: bytes, max_pixels: int, name: str = "", min_side: int = 1) -> Image.Image:
+    """Decode fully or raise InputRejected(reason, detail)."""
     if not data:
-        raise ValueError("empty_file")
+        raise InputRejected("empty_file")
     Image.MAX_IMAGE_PIXELS = None  # our own limit below rejects with a recorded reason instead
     try:
         with warnings.catch_warnings():
@@ -104,16 +116,20 @@ def open_image(data: bytes, max_pixels: int, name: str = "") -> Image.Image:
             img = Image.open(io.BytesIO(data))
             # The header alone gives the size: a decompression bomb is refused before it is decoded.
             if img.width * img.height > max_pixels:
-                raise ValueError(f"too_many_pixels: {img.width}x{img.height}")
+                raise InputRejected("too_many_pixels", f"{img.width}x{img.height}")
+            if min(img.size) < min_side:
+                raise InputRejected("too_small",
+                                    f"{img.width}x{img.height}, shorter side below min_side {min_side}")
             img.load()
-    except ValueError:
+    except InputRejected:
         raise
     except Exception as exc:  # PIL raises many types for corrupt data
         if "truncated" in str(exc):
-            raise ValueError(f"truncated: {exc}") from None
+            raise InputRejected("truncated", clean_message(str(exc))) from None
         if Path(name).suffix.lower() not in IMAGE_SUFFIXES and isinstance(exc, Image.UnidentifiedImageError):
-            raise ValueError("not_an_image") from None
-        raise ValueError(f"undecodable: {type(exc).__name__}: {exc}"[:200]) from None
+            raise InputRejected("not_an_image") from None
+        # PIL's messages can name the in-memory file ("<_io.BytesIO object at 0x...>"): cleaned
+        raise InputRejected("undecodable", error_detail(exc)) from None
     return img
 
 
@@ -124,18 +140,27 @@ def folder_inputs(folder: str | Path) -> list[tuple[str, bytes]]:
     return [(p.relative_to(folder).as_posix(), p.read_bytes()) for p in files]
 
 
-def ingest(inputs: list[tuple[str, Image.Image | bytes]], max_side: int,
-           max_pixels: int) -> tuple[list[Seed], list[SeedReject]]:
-    """Normalise every input; keep the first of each content id; sort seeds by id."""
+def ingest(inputs: list[tuple[str, Image.Image | bytes]], max_side: int, max_pixels: int,
+           min_side: int = 1) -> tuple[list[Seed], list[SeedReject]]:
+    """Normalise every input; keep the first of each content id; sort seeds by id.
+
+    Images whose shorter side is below `min_side`, as read or once downscaled to `max_side` (a thin
+    strip), are rejected as `too_small`: the models downstream cannot work on them."""
     seeds: dict[str, Seed] = {}
     rejects: list[SeedReject] = []
     for source, raw in inputs:
         try:
-            img = raw if isinstance(raw, Image.Image) else open_image(raw, max_pixels, source)
+            img = raw if isinstance(raw, Image.Image) else open_image(raw, max_pixels, source, min_side)
+            size = img.size
             img = normalise(img, max_side)
-        except ValueError as exc:
-            reason, _, detail = str(exc).partition(": ")
-            rejects.append(SeedReject(source, reason, detail))
+            if min(img.size) < min_side:
+                raise InputRejected("too_small", f"{size[0]}x{size[1]} becomes {img.width}x{img.height} at "
+                                    f"max_side {max_side}, shorter side below min_side {min_side}")
+        except InputRejected as exc:
+            rejects.append(SeedReject(source, exc.reason, exc.detail))
+            continue
+        except Exception as exc:  # noqa: BLE001 - a hostile file may break decoding or conversion anywhere
+            rejects.append(SeedReject(source, "undecodable", error_detail(exc)))
             continue
         sid = image_id(img)
         if sid in seeds:

@@ -13,14 +13,18 @@ from PIL import Image
 
 from viper.store.cache import ItemCache, image_digest, make_key
 from viper.store.io import png_bytes, sha256_file, write_shards
-from viper.synth.runner import StepStats, memoised
+from viper.synth.runner import Failed, StepStats, memoised
 
 DECISION_COLUMNS = ["edit_id", "id", "clip_similarity", "kept", "reason", "detail"]
 
 
 def clip_similarities(clip: Any, pairs: list[dict], originals: dict[str, Image.Image],
-                      edited: dict[str, Image.Image], cache: ItemCache, model: dict, stats: StepStats) -> list[float]:
-    """Cosine of CLIP image embeddings, original vs edited, memoised per image pair."""
+                      edited: dict[str, Image.Image], cache: ItemCache, model: dict, stats: StepStats,
+                      max_reject_fraction: float | None = None) -> list[float | Failed]:
+    """Cosine of CLIP image embeddings, original vs edited, memoised per image pair.
+
+    A pair whose CLIP call fails (in its batch, then alone) comes back as a `Failed`, counted as a
+    reject in `stats`; the other pairs go on (see `runner.memoised`)."""
     a = [originals[p["id"]] for p in pairs]
     b = [edited[p["edit_id"]] for p in pairs]
     keys = [make_key("clip_filter", model, {"a": image_digest(x), "b": image_digest(y)}) for x, y in zip(a, b)]
@@ -29,14 +33,23 @@ def clip_similarities(clip: Any, pairs: list[dict], originals: dict[str, Image.I
         sims = clip.image_similarity([a[i] for i in idx], [b[i] for i in idx])
         return [repr(float(v)).encode() for v in sims]
 
-    stats.items_in = stats.items_out = len(pairs)
-    return [float(v) for v in memoised(keys, compute, cache, "clip_filter", stats, batch_size=64)]
+    values = memoised(keys, compute, cache, "clip_filter", stats, 64, max_reject_fraction)
+    sims = [v if isinstance(v, Failed) else float(v) for v in values]
+    failed = [v for v in sims if isinstance(v, Failed)]
+    stats.items_in, stats.items_out = len(pairs), len(pairs) - len(failed)
+    stats.rejects.update(v.reason for v in failed)
+    return sims
 
 
-def clip_decisions(similarities: list[float], pairs: list[dict], lo: float, hi: float) -> list[dict]:
-    """Drop edits that changed (almost) nothing (> hi) or drifted too far from the original (< lo)."""
+def clip_decisions(similarities: list[float | Failed], pairs: list[dict], lo: float, hi: float) -> list[dict]:
+    """Drop edits that changed (almost) nothing (> hi) or drifted too far from the original (< lo),
+    and those CLIP could not score (`clip_<reason>`, similarity left empty)."""
     out = []
     for sim, pair in zip(similarities, pairs):
+        if isinstance(sim, Failed):
+            out.append({"edit_id": pair["edit_id"], "id": pair["id"], "clip_similarity": None,
+                        "kept": False, "reason": f"clip_{sim.reason}", "detail": sim.detail})
+            continue
         reason = "unchanged" if sim > hi else "drifted" if sim < lo else ""
         out.append({"edit_id": pair["edit_id"], "id": pair["id"], "clip_similarity": float(sim),
                     "kept": not reason, "reason": reason, "detail": ""})
@@ -51,7 +64,8 @@ def apply_verdicts(decisions: list[dict], verdicts: list[dict], unparsable: list
         if not d["kept"]:
             continue
         if d["edit_id"] in bad:
-            d.update(kept=False, reason=f"judge_{bad[d['edit_id']].reason}", detail=bad[d["edit_id"]].raw[:200])
+            r = bad[d["edit_id"]]  # unparsable: its raw reply; a failed model call: the error
+            d.update(kept=False, reason=f"judge_{r.reason}", detail=(r.raw or r.detail)[:200])
         elif not by_key[d["edit_id"]]["is_valid"]:
             d.update(kept=False, reason="judge_rejected", detail=by_key[d["edit_id"]]["reason"])
 

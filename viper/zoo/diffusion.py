@@ -1,110 +1,123 @@
-"""Tiny, randomly initialised Stable Diffusion pipelines, built offline from configs.
+"""Tiny, randomly initialised Qwen-Image pipelines (text-to-image and editing), built offline from configs.
 
-They have the real architecture (UNet + VAE + CLIP text encoder + tokenizer + scheduler) and are
-saved in the standard diffusers layout, so `viper.backends.diffusion` loads them with exactly the
-code path used for hub checkpoints. The pictures they draw are noise; only shapes and determinism
-matter. 64x64 images are 8x8 latents, which keeps a CPU call well under a second.
+They are the classes the presets load from Qwen/Qwen-Image and Qwen/Qwen-Image-Edit, saved in the standard
+diffusers layout (model_index.json + one folder per component), so `viper.backends.diffusion` loads them with
+the code path used for hub checkpoints. Only sizes differ:
 
-Every module is built right after `torch.manual_seed(seed + k)`, so the saved bytes depend only on
-`seed` (not on what ran before in the process): building twice gives identical files.
+- transformer: `QwenImageTransformer2DModel` (the MMDiT), 2 blocks of 2 heads x 16 instead of 60 of 24 x 128;
+- vae: `AutoencoderKLQwenImage` with the real structure (8x spatial downsampling, 16 latent channels and their
+  latents_mean/std) but 4..16 channels instead of 96..384; a 64x64 image is 8x8 latents, 4x4 packed tokens;
+- text_encoder: the tiny Qwen2.5-VL of `viper.zoo.vlm`; its width is the transformer's `joint_attention_dim`;
+- tokenizer: `Qwen2Tokenizer` (Qwen's pre-tokenizer, byte-level BPE, so any text encodes) trained on the tiny
+  VLM's corpus plus the pipelines' own prompt templates. The pipelines drop a fixed number of leading template
+  tokens from the text encoder's output (`prompt_template_encode_start_idx`: 34 / 64, counted with Qwen's
+  tokenizer); with this vocabulary the system prompts tokenize to exactly those counts too, so the embeddings
+  start at the user's text as they do at paper scale;
+- processor (edit only): `Qwen2VLProcessor`, which puts the input image's vision tokens into the prompt;
+- scheduler: `FlowMatchEulerDiscreteScheduler` with Qwen-Image's configuration.
+
+The pictures they draw are noise; only shapes and determinism matter. Every module is built right after
+`torch.manual_seed(seed + k)`, so the saved bytes depend only on `seed`: building twice gives identical files.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 from diffusers import (
-    AutoencoderKL,
-    DDIMScheduler,
-    StableDiffusionInstructPix2PixPipeline,
-    StableDiffusionPipeline,
-    UNet2DConditionModel,
+    AutoencoderKLQwenImage,
+    FlowMatchEulerDiscreteScheduler,
+    QwenImageEditPipeline,
+    QwenImagePipeline,
+    QwenImageTransformer2DModel,
 )
-from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+from transformers import Qwen2Tokenizer, Qwen2VLImageProcessor, Qwen2VLProcessor
+from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor
 
-from viper.zoo.bytelevel import byte_unicode_chars
+from viper.zoo.vlm import CHAT_TEMPLATE, CORPUS, SPECIAL_TOKENS, tiny_qwen2_5_vl
 
-TEXT_DIM = 32     # text encoder width == UNet cross-attention width
-MAX_TOKENS = 77   # CLIP's context length; the pipeline truncates longer prompts to this
-
-
-def _write_clip_tokenizer(tok_dir: Path) -> None:
-    """A CLIP BPE tokenizer with no merges: every word becomes its characters, the last one
-    carrying CLIP's end-of-word marker "</w>". Enough to tokenize any text, and tiny."""
-    tok_dir.mkdir(parents=True, exist_ok=True)
-    chars = byte_unicode_chars()
-    tokens = chars + [c + "</w>" for c in chars] + ["<|startoftext|>", "<|endoftext|>"]
-    vocab = {t: i for i, t in enumerate(tokens)}
-    (tok_dir / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
-    (tok_dir / "merges.txt").write_text("#version: 0.2\n", encoding="utf-8")
-    # transformers 5 ignores `vocab_file=`/`merges_file=` passed to the constructor (it silently
-    # builds a 3-token vocab), but from_pretrained on a folder reads them. Re-saving adds the
-    # tokenizer.json and a tokenizer_config.json that records model_max_length.
-    tok = CLIPTokenizer.from_pretrained(tok_dir, model_max_length=MAX_TOKENS)
-    tok.save_pretrained(tok_dir)
+TEXT_DIM = 64          # text encoder width == the transformer's joint_attention_dim
+LATENT_CHANNELS = 16   # as in Qwen-Image's VAE (its latents_mean/std have 16 entries)
+VOCAB_SIZE = 1024      # an upper bound: the BPE runs out of merges at ~670 (every corpus word is one token)
+# The edit pipeline's processor resizes the input image to this pixel range for the text encoder (the tiny
+# VLM's bounds: a 64x64 image becomes 4 vision tokens).
+MIN_PIXELS, MAX_PIXELS = 28 * 28, 56 * 56
+# Qwen/Qwen-Image's scheduler_config.json, used for both pipelines.
+SCHEDULER_CONFIG = dict(
+    num_train_timesteps=1000, shift=1.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=0.9,
+    base_image_seq_len=256, max_image_seq_len=8192, shift_terminal=0.02, time_shift_type="exponential",
+    invert_sigmas=False, stochastic_sampling=False,
+)
 
 
-def _text_encoder(seed: int, vocab_size: int) -> CLIPTextModel:
+def prompt_templates() -> list[str]:
+    """The prompt templates the installed diffusers' Qwen-Image pipelines wrap every prompt in (read
+    from a component-less instance: they are set in __init__)."""
+    t2i = QwenImagePipeline(scheduler=None, vae=None, text_encoder=None, tokenizer=None, transformer=None)
+    edit = QwenImageEditPipeline(scheduler=None, vae=None, text_encoder=None, tokenizer=None, processor=None,
+                                 transformer=None)
+    return [t2i.prompt_template_encode, edit.prompt_template_encode]
+
+
+def tiny_qwen_tokenizer() -> Qwen2Tokenizer:
+    """Qwen2Tokenizer trained on the tiny corpus and the pipelines' templates (see the module docstring)."""
+    lines = [line for line in CORPUS.splitlines() if line] + [t.format("") for t in prompt_templates()]
+    base = Qwen2Tokenizer(model_max_length=32768)
+    tok = base.train_new_from_iterator(lines * 3, vocab_size=VOCAB_SIZE)
+    tok.add_special_tokens({"additional_special_tokens": SPECIAL_TOKENS})
+    tok.chat_template = CHAT_TEMPLATE
+    return tok
+
+
+def _transformer(seed: int) -> QwenImageTransformer2DModel:
     torch.manual_seed(seed)
-    cfg = CLIPTextConfig(
-        vocab_size=vocab_size, hidden_size=TEXT_DIM, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=2, max_position_embeddings=MAX_TOKENS, projection_dim=TEXT_DIM,
-        bos_token_id=vocab_size - 2, eos_token_id=vocab_size - 1, pad_token_id=vocab_size - 1,
-    )
-    return CLIPTextModel(cfg).eval()
-
-
-def _unet(seed: int, in_channels: int) -> UNet2DConditionModel:
-    torch.manual_seed(seed)
-    return UNet2DConditionModel(
-        sample_size=8, in_channels=in_channels, out_channels=4, layers_per_block=1,
-        block_out_channels=(32, 64), down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=TEXT_DIM,
-        attention_head_dim=8, norm_num_groups=32,
+    # Attention head size 16, split over the rotary axes (frame, height, width) like Qwen-Image's
+    # 128 = 16 + 56 + 56; each part must be even.
+    return QwenImageTransformer2DModel(
+        patch_size=2, in_channels=LATENT_CHANNELS * 4, out_channels=LATENT_CHANNELS, num_layers=2,
+        attention_head_dim=16, num_attention_heads=2, joint_attention_dim=TEXT_DIM, guidance_embeds=False,
+        axes_dims_rope=(4, 6, 6),
     ).eval()
 
 
-def _vae(seed: int) -> AutoencoderKL:
-    # Four blocks: the pipelines derive the pixel/latent ratio as 2 ** (len(blocks) - 1) = 8, as
-    # in real SD, so 64x64 images map to 8x8 latents.
+def _vae(seed: int) -> AutoencoderKLQwenImage:
+    # Three downsamplings (len(temperal_downsample)), as in Qwen-Image: the pipelines derive the pixel/latent
+    # ratio 2**3 = 8 from it and need height and width in multiples of 16 (latents are packed in 2x2 patches).
     torch.manual_seed(seed)
-    return AutoencoderKL(
-        in_channels=3, out_channels=3, latent_channels=4, layers_per_block=1,
-        block_out_channels=(8, 16, 16, 16), norm_num_groups=8, sample_size=64,
-        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+    return AutoencoderKLQwenImage(
+        base_dim=4, z_dim=LATENT_CHANNELS, dim_mult=[1, 2, 4, 4], num_res_blocks=1, attn_scales=[],
+        temperal_downsample=[False, True, True], dropout=0.0,
     ).eval()
 
 
-def _scheduler() -> DDIMScheduler:
-    # SD 1.x noise schedule; DDIM with eta=0 adds no noise after the initial latents, so an image
-    # depends only on its prompt, its seed and the weights.
-    return DDIMScheduler(
-        num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-        clip_sample=False, set_alpha_to_one=False, steps_offset=1,
-    )
-
-
-def _build(pipeline_cls: type, out_dir: str | Path, seed: int, unet_in: int) -> None:
+def _build(role: str, out_dir: str | Path, seed: int) -> None:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    _write_clip_tokenizer(out / "tokenizer")
-    tokenizer = CLIPTokenizer.from_pretrained(out / "tokenizer")
-    pipe = pipeline_cls(
-        vae=_vae(seed), text_encoder=_text_encoder(seed + 1, len(tokenizer)), tokenizer=tokenizer,
-        unet=_unet(seed + 2, unet_in), scheduler=_scheduler(), safety_checker=None,
-        feature_extractor=None, requires_safety_checker=False,
+    tokenizer = tiny_qwen_tokenizer()
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
+    parts = dict(
+        vae=_vae(seed), text_encoder=tiny_qwen2_5_vl(seed + 1, len(tokenizer), ids, hidden=TEXT_DIM),
+        tokenizer=tokenizer, transformer=_transformer(seed + 2),
+        scheduler=FlowMatchEulerDiscreteScheduler(**SCHEDULER_CONFIG),
     )
+    if role == "edit":
+        parts["processor"] = Qwen2VLProcessor(
+            image_processor=Qwen2VLImageProcessor(min_pixels=MIN_PIXELS, max_pixels=MAX_PIXELS),
+            video_processor=Qwen2VLVideoProcessor(min_pixels=MIN_PIXELS, max_pixels=MAX_PIXELS),
+            tokenizer=tokenizer, chat_template=CHAT_TEMPLATE)
+        pipe = QwenImageEditPipeline(**parts)
+    else:
+        pipe = QwenImagePipeline(**parts)
     pipe.save_pretrained(out, safe_serialization=True)
 
 
 def build_tiny_t2i(out_dir: str | Path, seed: int) -> None:
-    """A tiny random StableDiffusionPipeline (text -> 64x64 image) saved in diffusers layout."""
-    _build(StableDiffusionPipeline, out_dir, seed, unet_in=4)
+    """A tiny random QwenImagePipeline (text -> image) saved in diffusers layout."""
+    _build("t2i", out_dir, seed)
 
 
 def build_tiny_edit(out_dir: str | Path, seed: int) -> None:
-    """A tiny random StableDiffusionInstructPix2PixPipeline. Its UNet reads 8 channels: the noisy
-    latents concatenated with the latents of the image being edited."""
-    _build(StableDiffusionInstructPix2PixPipeline, out_dir, seed, unet_in=8)
+    """A tiny random QwenImageEditPipeline (image + instruction -> image) saved in diffusers layout. Its
+    transformer reads the noisy latents followed by the latents of the image being edited."""
+    _build("edit", out_dir, seed)

@@ -59,27 +59,15 @@ def build_byte_tokenizer(vocab_size: int = 512) -> Tokenizer:
     tok.train_from_iterator([line for line in CORPUS.splitlines() if line] * 3, trainer)
     tok.add_special_tokens(SPECIAL_TOKENS)
     return tok
-def build_tiny_vlm(out_dir: str | Path, seed: int, hidden: int = 64, layers: int = 2,
-                   vision_hidden: int = 32, vision_depth: int = 1, min_pixels: int = 28 * 28,
-                   max_pixels: int = 56 * 56) -> None:
-    from transformers import (
-        GenerationConfig,
-        PreTrainedTokenizerFast,
-        Qwen2_5_VLConfig,
-        Qwen2_5_VLForConditionalGeneration,
-        Qwen2_5_VLProcessor,
-        Qwen2VLImageProcessor,
-    )
-    from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor
 
-    out_dir = Path(out_dir)
-    raw = build_byte_tokenizer()
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=raw, eos_token="<|im_end|>", pad_token="<|endoftext|>",
-        bos_token=None, unk_token=None, model_max_length=32768, padding_side="left",
-    )
-    tokenizer.chat_template = CHAT_TEMPLATE
-    ids = {t: raw.token_to_id(t) for t in SPECIAL_TOKENS}
+
+def tiny_qwen2_5_vl(seed: int, vocab_size: int, ids: dict[str, int], hidden: int = 64, layers: int = 2,
+                    vision_hidden: int = 32, vision_depth: int = 1):
+    """A randomly initialised `Qwen2_5_VLForConditionalGeneration` for a vocabulary of `vocab_size` whose
+    special tokens (SPECIAL_TOKENS) have the ids `ids`. Built right after `torch.manual_seed(seed)`, so its
+    weights depend only on the arguments. The tiny VLM and the diffusion pipelines' text encoder."""
+    from transformers import GenerationConfig, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
     heads = 2
     head_dim = hidden // heads
     # M-RoPE splits head_dim/2 rotary frequencies over (time, height, width).
@@ -90,7 +78,7 @@ def build_tiny_vlm(out_dir: str | Path, seed: int, hidden: int = 64, layers: int
     # default seeds: 1 distinct greedy reply out of 24 at 0.02, 24 at 0.2.)
     config = Qwen2_5_VLConfig(
         text_config=dict(
-            vocab_size=raw.get_vocab_size(), hidden_size=hidden, intermediate_size=hidden * 2,
+            vocab_size=vocab_size, hidden_size=hidden, intermediate_size=hidden * 2,
             num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=1,
             max_position_embeddings=16384, initializer_range=0.2, rope_scaling={"type": "mrope", "mrope_section": mrope},
             tie_word_embeddings=True,
@@ -112,6 +100,24 @@ def build_tiny_vlm(out_dir: str | Path, seed: int, hidden: int = 64, layers: int
     model.generation_config = GenerationConfig(
         eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"], do_sample=False,
     )
+    return model
+
+
+def build_tiny_vlm(out_dir: str | Path, seed: int, hidden: int = 64, layers: int = 2,
+                   vision_hidden: int = 32, vision_depth: int = 1, min_pixels: int = 28 * 28,
+                   max_pixels: int = 56 * 56) -> None:
+    from transformers import PreTrainedTokenizerFast, Qwen2_5_VLProcessor, Qwen2VLImageProcessor
+    from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor
+
+    out_dir = Path(out_dir)
+    raw = build_byte_tokenizer()
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=raw, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+        bos_token=None, unk_token=None, model_max_length=32768, padding_side="left",
+    )
+    tokenizer.chat_template = CHAT_TEMPLATE
+    ids = {t: raw.token_to_id(t) for t in SPECIAL_TOKENS}
+    model = tiny_qwen2_5_vl(seed, raw.get_vocab_size(), ids, hidden, layers, vision_hidden, vision_depth)
     image_processor = Qwen2VLImageProcessor(min_pixels=min_pixels, max_pixels=max_pixels)
     video_processor = Qwen2VLVideoProcessor(min_pixels=min_pixels, max_pixels=max_pixels)
     processor = Qwen2_5_VLProcessor(image_processor=image_processor, tokenizer=tokenizer,
