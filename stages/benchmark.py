@@ -13,8 +13,9 @@ def main() -> None:
                                         "plot1", "plot2", "report", "html", "metrics"])
     p = load_stage_params("benchmark")
     b = p.benchmark
-    frames = {name: load_checked(path, name, b.suite) for name, path in check_files(args.data, b.suite,
-                                                                                     list(b.names)).items()}
+    # Images stay base64: scoring reads no pixels, and the report decodes only its example rows.
+    frames = {name: load_checked(path, name, b.suite, decode=False)
+              for name, path in check_files(args.data, b.suite, list(b.names)).items()}
     models = list(evaluated_models(args.models, args.cold_start, args.stage1, args.stage2))
     results, details = score_all(frames, args.predictions, models)
     notes = [f"Suite: {b.suite}. Greedy decoding, max_new_tokens={b.max_new_tokens} (Mantis-Eval: 50); "

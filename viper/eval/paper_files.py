@@ -2,7 +2,8 @@
 
 `PAPER_FILES[name]` holds, per benchmark:
   file    the TSV's file name (VLMEvalKit saves `<dataset name>.tsv` in its data root)
-  rows    expected number of rows, or None where no published count was found
+  rows    expected number of evaluated rows (after dropping image-less rows where VLMEvalKit does),
+          or None where no published count was found
   md5     VLMEvalKit's pinned md5 of that file, or None where VLMEvalKit pins none
   url     where VLMEvalKit (or, for Mantis-Eval, the authors) publish it
   source  where each value above was read, so it can be re-checked
@@ -114,12 +115,14 @@ PAPER_FILES: dict[str, dict[str, Any]] = {
                    "rows": "/work/shared/reference/eval-scoring.md ('951 rows with images'); "
                            "open-compass/VLMEvalKit issues #471 and #1037 (951 evaluated vs 1,129 in "
                            "the HallusionBench release)"},
-        "notes": "951 is the number of rows WITH an image. Per VLMEvalKit issue #471 the 1,129 - 951 "
-                 "text-only questions are skipped by ImageBaseDataset(skip_noimg=True), which drops "
-                 "rows whose `image` is empty; so the file itself very likely holds 1,129 rows, 178 of "
-                 "them with an empty image cell (not verified: the file was not available here). "
-                 "viper.eval.tsv.load_tsv currently rejects empty image cells, so those rows must be "
-                 "dropped (as VLMEvalKit does) before the 951-row check can pass.",
+        "notes": "`rows` counts the rows that are evaluated, i.e. those WITH an image. VLMEvalKit's "
+                 "ImageBaseDataset(skip_noimg=True) (vlmeval/dataset/image_base.py) drops rows whose "
+                 "`image` is empty before anything else; per VLMEvalKit issues #471/#1037 that leaves 951 "
+                 "of the release's 1,129 questions, so the file itself very likely holds 1,129 rows, 178 "
+                 "of them text-only (not verified: the file was not available here; the md5 is that of "
+                 "the whole file). registry.load_checked does the same (Bench.skip_noimg for "
+                 "HallusionBench: load_tsv(skip_noimg=True) drops them before resolving image "
+                 "references) and checks the 951 against the rows left.",
     },
     "CRPE_RELATION": {
         "file": "CRPE_RELATION.tsv",
@@ -131,7 +134,9 @@ PAPER_FILES: dict[str, dict[str, Any]] = {
                    "url": f"{_VLMEVALKIT}:vlmeval/dataset/image_vqa.py CRPE.DATASET_URL",
                    "rows": "not found"},
         "notes": "Rows come in blocks of 4 circular variants (CRPE.evaluate asserts len % 4 == 0); the "
-                 "total row count was not found.",
+                 "total row count was not found. Rows that name their image in `image_path` instead of "
+                 "carrying base64 in `image` (VLMEvalKit's meta-only form) are read from those files, "
+                 "relative paths against the TSV's folder; missing files stop the stage with a list.",
     },
 }
 

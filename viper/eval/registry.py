@@ -30,6 +30,7 @@ class Bench:
     prompt: Callable[[Any], str]
     score: Callable[[pd.DataFrame, dict[str, str]], dict]
     max_new_tokens: int | None = None  # a benchmark's own cap (Mantis: 50), applied below the global one
+    skip_noimg: bool = False  # drop image-less rows as VLMEvalKit does (HallusionBench's text-only rows)
 
 
 BENCHMARKS: dict[str, Bench] = {b.name: b for b in (
@@ -38,7 +39,7 @@ BENCHMARKS: dict[str, Bench] = {b.name: b for b in (
     Bench("MME-RealWorld", scorers.mme_prompt, scorers.score_mme),
     Bench("BLINK", mc_prompt, _mc),
     Bench("Mantis-Eval", scorers.mantis_prompt, scorers.score_mantis, max_new_tokens=50),
-    Bench("HallusionBench", scorers.hallusion_prompt, scorers.score_hallusion),
+    Bench("HallusionBench", scorers.hallusion_prompt, scorers.score_hallusion, skip_noimg=True),
     Bench("CRPE_RELATION", scorers.crpe_prompt, scorers.score_crpe),
 )}
 
@@ -80,9 +81,14 @@ def check_files(data_dir: str | Path, suite: str, names: list[str]) -> dict[str,
     return paths
 
 
-def load_checked(path: Path, name: str, suite: str) -> pd.DataFrame:
-    df = load_tsv(path)
+def load_checked(path: Path, name: str, suite: str, *, decode: bool = True) -> pd.DataFrame:
+    """The rows that are evaluated, checked against the expected count (after dropping image-less rows
+    where the benchmark does, so HallusionBench's 1,129-row file gives its 951 evaluated rows).
+
+    decode=False keeps images as base64 (`image_b64`) for callers that decode them batch by batch."""
+    df = load_tsv(path, decode=decode, skip_noimg=BENCHMARKS[name].skip_noimg)
     rows = expected(name, suite)["rows"]
     if rows is not None and len(df) != rows:
-        raise BenchmarkDataError(f"{name}: {path} has {len(df)} rows, expected {rows}")
+        dropped = " with an image (text-only rows are not evaluated)" if BENCHMARKS[name].skip_noimg else ""
+        raise BenchmarkDataError(f"{name}: {path} has {len(df)} rows{dropped}, expected {rows}")
     return df

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import html
 from pathlib import Path
 from typing import Any
@@ -14,16 +15,85 @@ from viper.eval import html as H
 from viper.eval.registry import BENCHMARKS, Bench
 from viper.eval.report import MMSTAR_CATEGORIES, PAPER_PAIRS, PAPER_RESULTS, render_markdown
 from viper.eval.score import overall
+from viper.eval.tsv import BenchmarkDataError, decode_image
 
 PREDICTION_COLUMNS = ["index", "prediction"]
+PREDICTION_STEP = "predictions"  # the item-cache step of benchmark replies
 
 
-def predict(vlm: Any, bench: Bench, df: pd.DataFrame, max_new_tokens: int) -> dict[str, str]:
-    """Greedy replies to every row (all images first, then the prompt), keyed by `index` as text."""
+def b64_digest(b64: str) -> str:
+    """Content hash of one base64 image, without decoding it (same file bytes, same digest)."""
+    return hashlib.sha256(b64.encode()).hexdigest()
+
+
+def image_digests(df: pd.DataFrame) -> list[list[str]]:
+    """Per row, the digests of its images (`image_b64`); a reused image (back-reference) is hashed once."""
+    seen: dict[int, str] = {}  # id() of the shared string -> digest; the frame keeps the strings alive
+    out = []
+    for imgs in df["image_b64"]:
+        row = []
+        for b in imgs:
+            if id(b) not in seen:
+                seen[id(b)] = b64_digest(b)
+            row.append(seen[id(b)])
+        out.append(row)
+    return out
+
+
+def max_images(frames: dict[str, pd.DataFrame]) -> int:
+    """The most images one row of these benchmarks carries (the VLM engine sizes its memory for it)."""
+    return max((len(imgs) for df in frames.values() for imgs in df["image_b64"]), default=1) or 1
+
+
+def prediction_keys(bench: Bench, df: pd.DataFrame, max_new_tokens: int, model: dict, request: dict,
+                    digests: list[list[str]] | None = None) -> tuple[list[str], list[str], int]:
+    """(item-cache keys, prompt texts, the reply cap) for every row of `df`, without decoding an image.
+
+    A key hashes the evaluated model's identity (`model`: weights and backend) and the full request:
+    prompt text, image content digests, max_new_tokens and `request` (pixel bounds, dtype)."""
+    from viper.store.cache import make_key
+
     cap = min(max_new_tokens, bench.max_new_tokens or max_new_tokens)
-    reqs = [VLMRequest(bench.prompt(row), tuple(row["images"]), max_new_tokens=cap)
-            for row in df.to_dict("records")]
-    return {str(i): reply for i, reply in zip(df["index"], vlm.generate(reqs))}
+    prompts = [bench.prompt(row) for row in df.to_dict("records")]
+    digests = image_digests(df) if digests is None else digests
+    keys = [make_key(PREDICTION_STEP, model, {**request, "text": text, "images": d, "max_new_tokens": cap})
+            for text, d in zip(prompts, digests)]
+    return keys, prompts, cap
+
+
+def predict(vlm: Any, bench: Bench, df: pd.DataFrame, max_new_tokens: int, *, cache: Any, model: dict,
+            request: dict, stats: Any, batch_size: int, digests: list[list[str]] | None = None,
+            ) -> tuple[dict[str, str], list[tuple[str, str]]]:
+    """Greedy replies to every row (all images first, then the prompt), keyed by `index` as text, and
+    the rows whose model call failed [(index, detail)].
+
+    Rows go through the item cache (`memoised`): cached replies are read back, the rest are decoded
+    and generated `batch_size` rows at a time, each batch committed when it finishes. So only one
+    batch of decoded images is ever held, a killed run resumes after its last finished batch, and a
+    benchmark whose rows are all cached never touches `vlm` (so never loads it)."""
+    from viper.synth.runner import memoised
+
+    keys, prompts, cap = prediction_keys(bench, df, max_new_tokens, model, request, digests)
+    b64s, index = df["image_b64"].tolist(), [str(i) for i in df["index"]]
+
+    def compute(idx: list[int]) -> list[bytes]:
+        reqs = []
+        for i in idx:
+            try:
+                images = tuple(decode_image(b) for b in b64s[i])
+            except (ValueError, OSError) as err:  # bad base64 or not an image
+                raise BenchmarkDataError(f"{bench.name}: row {index[i]}: undecodable image ({err})") from None
+            reqs.append(VLMRequest(prompts[i], images, max_new_tokens=cap))
+        return [text.encode() for text in vlm.generate(reqs)]
+
+    values = memoised(keys, compute, cache, PREDICTION_STEP, stats, batch_size)
+    replies, failed = {}, []
+    for i, v in zip(index, values):
+        if isinstance(v, (bytes, bytearray)):
+            replies[i] = bytes(v).decode()
+        else:  # the runner's Failed: the call raised in its batch and again alone; not cached
+            failed.append((i, getattr(v, "detail", str(v))))
+    return replies, failed
 
 
 def prediction_file(pred_dir: str | Path, model: str, bench: str) -> Path:
@@ -89,7 +159,8 @@ def examples(frames: dict[str, pd.DataFrame], details: dict, models: list[str], 
             for m in models:
                 rec = next(r for r in details[(m, name)]["rows"] if str(r["index"]) == str(row["index"]))
                 preds[m] = (str(rec["prediction"]), rec.get("extracted", rec.get("normalised")))
-            out.append({"benchmark": name, "question": str(row["question"]), "images": row["images"],
+            images = row["images"] if "images" in row else [decode_image(b) for b in row["image_b64"]]
+            out.append({"benchmark": name, "question": str(row["question"]), "images": images,
                         "answer": row["answer"], "predictions": preds})
     return out
 
