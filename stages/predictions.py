@@ -12,7 +12,7 @@ from viper.config import load_stage_params
 from viper.eval.models import evaluated_identity, evaluated_models
 from viper.eval.registry import BENCHMARKS, check_files, load_checked
 from viper.eval.run import PREDICTION_COLUMNS, image_digests, max_images, predict, prediction_file
-from viper.models import load_vlm
+from viper.models import load_vlm, vlm_metrics
 from viper.stage import log, run, setup, write_metrics
 from viper.store.cache import open_cache
 from viper.store.io import atomic_dir, write_table
@@ -52,13 +52,13 @@ def main() -> None:
                     per_bench[name] = {"rows": len(df), "cache_hits": stats.cache_hits,
                                        "cache_misses": stats.cache_misses, "model_calls": stats.model_calls,
                                        "failed": len(failed)}
-                loaded = vlm.loaded
+                served = vlm_metrics(vlm)  # backend, whether it loaded, load and engine-start seconds
             finally:
                 vlm.release()  # before the next model loads: a vLLM engine holds GPU memory until shut down
             totals = ("rows", "cache_hits", "cache_misses", "model_calls", "failed")
             metrics[model] = {**{k: sum(m[k] for m in per_bench.values()) for k in totals},
-                              "seconds": round(time.perf_counter() - start, 2), "backend": b.backend,
-                              "model_loaded": loaded, "max_images": most_images, "benchmarks": per_bench}
+                              "seconds": round(time.perf_counter() - start, 2), **served,
+                              "max_images": most_images, "benchmarks": per_bench}
             log.info("%s: %s", model, {k: v for k, v in metrics[model].items() if k != "benchmarks"})
         if failures:  # every finished reply is cached: a rerun calls the model only for these rows
             shown = "\n".join(f"  {m} / {n} / row {i}: {d}" for m, n, i, d in failures[:10])
