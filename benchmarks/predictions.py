@@ -28,7 +28,6 @@ import argparse
 import json
 import os
 import resource
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -38,7 +37,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from viper.sandbox import env, make_repo  # noqa: E402
+from viper.sandbox import add_evaluated_models, env, make_repo  # noqa: E402
 
 NAME = "MME-RealWorld"
 DATA = "data/bench_highres"
@@ -78,9 +77,6 @@ def measured(cmd: list[str], cwd: Path, extra_env: dict | None = None) -> dict:
 def prepare_child(repo: str, rows: int, seed: int, vlm_dir: str) -> None:
     """In its own process (it imports torch): the tiny VLM (once), the TSV, the manifest, the checkpoints."""
     from viper.eval.generate import make_mme_realworld_highres
-    from viper.models import dir_digest
-    from viper.rl.cold_start import INIT_FILE
-    from viper.store.io import write_json
 
     repo_, vlm = Path(repo), Path(vlm_dir)
     if not vlm.exists():
@@ -88,14 +84,7 @@ def prepare_child(repo: str, rows: int, seed: int, vlm_dir: str) -> None:
 
         build_tiny_vlm(vlm, seed=0)
     make_mme_realworld_highres(repo_ / DATA / f"{NAME}.tsv", rows, seed)
-    shutil.copytree(vlm, repo_ / "data/models/vlm")
-    write_json(repo_ / "data/models/manifest.json",
-               {"vlm": {"path": "vlm", "id": "tiny-vlm", "revision": "sha256:" + dir_digest(vlm)}})
-    ckpt = repo_ / "data/checkpoints"
-    (ckpt / "cold_start").mkdir(parents=True)
-    (ckpt / "cold_start" / INIT_FILE).write_text('{"init": "base"}\n')
-    for stage in ("stage1", "stage2"):  # equal content: stage2's replies come from stage1's cache entries
-        shutil.copytree(vlm, ckpt / stage)
+    add_evaluated_models(repo_, vlm)  # stage1 = stage2 = base in content: stage2 is served from stage1's cache
 
 
 def build_repo(work: Path, rows: int, batch_size: int, vlm_dir: Path, seed: int) -> Path:

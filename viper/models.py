@@ -117,10 +117,12 @@ class Lazy:
 
     def __getattr__(self, name: str) -> Any:
         if self._obj is None:
+            start = time.perf_counter()
             try:
                 self.__dict__["_obj"] = self._load()
             except Exception as exc:  # systemic: no item can be computed (see ModelLoadError)
                 raise ModelLoadError(f"could not load the model: {exc}") from exc
+            self.__dict__["load_seconds"] = round(time.perf_counter() - start, 2)
         return getattr(self._obj, name)
 
     @property

@@ -86,3 +86,21 @@ def set_params(repo: Path, params: dict) -> None:
 
 def metrics(repo: Path, stage: str) -> dict:
     return json.loads((repo / "reports" / "metrics" / f"{stage}.json").read_text())
+
+
+def add_evaluated_models(repo: Path, vlm_dir: Path) -> None:
+    """What `predictions` reads, without training: the tiny VLM as the base (with its manifest entry),
+    cold start off, and stage-1/stage-2 checkpoints that are copies of it in directories of their own."""
+    from viper.models import TINY_CLASSES, dir_digest
+    from viper.rl.cold_start import INIT_FILE
+    from viper.store.io import write_json
+
+    shutil.copytree(vlm_dir, repo / "data/models/vlm")
+    write_json(repo / "data/models/manifest.json",
+               {"vlm": {"path": "vlm", "id": "tiny-vlm", "revision": "sha256:" + dir_digest(vlm_dir),
+                        "class": TINY_CLASSES["vlm"]}})
+    ckpt = repo / "data/checkpoints"
+    (ckpt / "cold_start").mkdir(parents=True)
+    (ckpt / "cold_start" / INIT_FILE).write_text('{"init": "base"}\n')
+    for stage in ("stage1", "stage2"):
+        shutil.copytree(vlm_dir, ckpt / stage)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -16,10 +15,7 @@ from pathlib import Path
 import pytest
 
 from viper.eval.generate import TINY_GENERATORS
-from viper.models import dir_digest
-from viper.rl.cold_start import INIT_FILE
-from viper.sandbox import env, make_repo
-from viper.store.io import write_json
+from viper.sandbox import add_evaluated_models, env, make_repo
 
 pytestmark = pytest.mark.e2e
 
@@ -47,15 +43,9 @@ def repo(tmp_path, tiny_vlm_dir) -> Path:
                                           "benchmark.max_new_tokens": 8})
     for name in NAMES:
         TINY_GENERATORS[name](repo / "data/bench_tiny" / f"{name}.tsv", ROWS, 0)
-    shutil.copytree(tiny_vlm_dir, repo / "data/models/vlm")
-    write_json(repo / "data/models/manifest.json",
-               {"vlm": {"path": "vlm", "id": "tiny-vlm", "revision": "sha256:" + dir_digest(tiny_vlm_dir)}})
-    ckpt = repo / "data/checkpoints"
-    (ckpt / "cold_start").mkdir(parents=True)
-    (ckpt / "cold_start" / INIT_FILE).write_text('{"init": "base"}\n')
+    add_evaluated_models(repo, tiny_vlm_dir)
     for stage in ("stage1", "stage2"):  # same weights, different directories: keys differ by content
-        shutil.copytree(tiny_vlm_dir, ckpt / stage)
-        (ckpt / stage / "trainer_note.txt").write_text(stage)
+        (repo / "data/checkpoints" / stage / "trainer_note.txt").write_text(stage)
     return repo
 
 
