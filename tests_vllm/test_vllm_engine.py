@@ -139,6 +139,51 @@ def test_data_parallel_replicas_give_the_same_replies(tiny_vlm_dir, engine_setti
     assert pool._llm is None
 
 
+def test_a_request_longer_than_the_context_fails_alone(vlm):
+    """Refused while the batch is added; the engine goes on serving (the runner retries items alone)."""
+    ok = requests(2)
+    too_long = VLMRequest("word " * (vlm.settings.max_model_len + 100), max_new_tokens=4)
+    expected = vlm.generate(ok)
+    with pytest.raises(Exception):
+        vlm.generate([ok[0], too_long, ok[1]])
+    assert vlm.generate(ok) == expected
+
+
+def test_a_call_that_fails_mid_run_leaves_nothing_queued(vlm, monkeypatch):
+    """A failure after the requests were added (here vLLM's own progress-bar division by zero, forced by
+    asking for the bar while tqdm is disabled, as TQDM_DISABLE=1 at process start does) must not leave
+    them queued: the next call would return their outputs along with its own."""
+    from functools import partial
+
+    import tqdm
+    import vllm.entrypoints.common.offline as offline
+
+    import viper.backends.vllm_backend as backend
+
+    ok = requests(3)
+    expected = vlm.generate(ok)
+    monkeypatch.setattr(offline, "tqdm", partial(tqdm.tqdm, disable=True))
+    monkeypatch.setattr(backend, "_progress_bars", lambda: True)
+    with pytest.raises(ZeroDivisionError):
+        vlm.generate(ok)
+    monkeypatch.undo()
+    assert vlm.generate(ok[:1]) == expected[:1]
+    assert vlm.generate(ok) == expected
+
+
+def test_no_progress_bar_is_asked_for_when_tqdm_is_disabled(vlm, monkeypatch):
+    """The benchmarks' sandbox sets TQDM_DISABLE=1 (tqdm reads it at import); vLLM's bar then divided by
+    zero, so the backend must not ask for one."""
+    from functools import partial
+
+    import tqdm
+    import vllm.entrypoints.common.offline as offline
+
+    monkeypatch.setattr(offline, "tqdm", partial(tqdm.tqdm, disable=True))
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    assert len(vlm.generate(requests(3))) == 3
+
+
 def test_zz_close_shuts_the_engine_down(vlm):
     """Runs last (name): between evaluated models the stage closes one engine before starting the next."""
     vlm.generate(requests(1))

@@ -225,6 +225,12 @@ class VllmVLM:
             engine.close()
 
 
+def _progress_bars() -> bool:
+    """Whether to ask vLLM for its progress bar: with tqdm disabled by TQDM_DISABLE, vLLM 0.32 divides by
+    the bar's zero elapsed time (ZeroDivisionError in `_run_engine`), so it must not be asked then."""
+    return os.environ.get("TQDM_DISABLE", "").lower() not in ("1", "true", "yes")
+
+
 def _sampling_params(kw: dict[str, Any]) -> Any:
     vllm, structured = _import_vllm()
     kw = dict(kw)
@@ -240,9 +246,24 @@ class _Engine:
         self.llm = vllm.LLM(**kwargs)
 
     def generate(self, inputs: list[dict], kws: list[dict]) -> list[str]:
-        outputs = self.llm.generate(inputs, sampling_params=[_sampling_params(k) for k in kws],
-                                    use_tqdm=len(inputs) > 1)
+        try:
+            outputs = self.llm.generate(inputs, sampling_params=[_sampling_params(k) for k in kws],
+                                        use_tqdm=len(inputs) > 1 and _progress_bars())
+        except Exception:
+            # A request that fails while the batch is added (e.g. longer than max_model_len) leaves the
+            # ones added before it queued, and the next call would return their outputs with its own.
+            self._abort_unfinished()
+            raise
+        if len(outputs) != len(inputs):
+            raise RuntimeError(f"vLLM returned {len(outputs)} outputs for {len(inputs)} requests")
         return [out.outputs[0].text for out in outputs]
+
+    def _abort_unfinished(self) -> None:
+        # vLLM 0.32 keeps the engine's requests, by internal id, in its output processor.
+        engine = self.llm.llm_engine
+        ids = list(getattr(getattr(engine, "output_processor", None), "request_states", {}))
+        if ids:
+            engine.abort_request(ids, internal=True)
 
     def close(self) -> None:
         llm, self.llm = self.llm, None
