@@ -1,6 +1,6 @@
 """Letter extraction for multiple-choice replies, VLMEvalKit exact-matching mode (no LLM judge).
 
-The steps are numbered as in /work/shared/reference/eval-scoring.md so each branch can be checked
+The steps are numbered as in ../shared/reference/eval-scoring.md so each branch can be checked
 against the reference. Reproducing them literally (quirks included) is the point: the paper's
 numbers were scored this way, and only numbers scored the same way are comparable.
 """

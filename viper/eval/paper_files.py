@@ -42,7 +42,7 @@ PAPER_FILES: dict[str, dict[str, Any]] = {
         "url": "https://opencompass.openxlab.space/utils/VLMEval/MMStar.tsv",
         "source": {"md5": f"{_MCQ} ImageMCQDataset.DATASET_MD5['MMStar'] (unchanged since 2024-04-19)",
                    "url": f"{_MCQ} ImageMCQDataset.DATASET_URL['MMStar']",
-                   "rows": "/work/shared/reference/eval-scoring.md (1,500 = 6 categories x 250)"},
+                   "rows": "../shared/reference/eval-scoring.md (1,500 = 6 categories x 250)"},
         "notes": "",
     },
     "RealWorldQA": {
@@ -52,7 +52,7 @@ PAPER_FILES: dict[str, dict[str, Any]] = {
         "url": "https://opencompass.openxlab.space/utils/VLMEval/RealWorldQA.tsv",
         "source": {"md5": f"{_MCQ} ImageMCQDataset.DATASET_MD5['RealWorldQA'] (since 2024-12-30, 79913ae1)",
                    "url": f"{_MCQ} ImageMCQDataset.DATASET_URL['RealWorldQA']",
-                   "rows": "/work/shared/reference/eval-scoring.md; Hugging Face viewer of "
+                   "rows": "../shared/reference/eval-scoring.md; Hugging Face viewer of "
                            "lmms-lab/RealWorldQA (test split, 765 rows)"},
         "notes": "Earlier VLMEvalKit pins (2024): 92321028d2bc29040284b6674721e48f, "
                  "878cdd2999abd521ff17881a06d85730, b7fc0bee84d301627cf37581ef139035.",
@@ -81,7 +81,7 @@ PAPER_FILES: dict[str, dict[str, Any]] = {
         "url": "https://opencompass.openxlab.space/utils/VLMEval/BLINK.tsv",
         "source": {"md5": f"{_MCQ} ImageMCQDataset.DATASET_MD5['BLINK'] (since 2026-05-11, fbd4d504)",
                    "url": f"{_MCQ} ImageMCQDataset.DATASET_URL['BLINK']",
-                   "rows": "/work/shared/reference/eval-scoring.md (BLINK val); OpenCompass "
+                   "rows": "../shared/reference/eval-scoring.md (BLINK val); OpenCompass "
                            "leaderboard meta_data.py: '1901 visual questions in multi-choice format'"},
         "notes": "VLMEvalKit's BLINK.tsv is BLINK's val split. Its md5 changed on 2026-05-11 with "
                  "'[Fix] Fix BLINK Relative_Reflectance answers (#1539)'; the file before the fix "
@@ -112,7 +112,7 @@ PAPER_FILES: dict[str, dict[str, Any]] = {
         "source": {"md5": f"{_VLMEVALKIT}:vlmeval/dataset/image_yorn.py ImageYORNDataset.DATASET_MD5"
                           "['HallusionBench'] (unchanged since 2024-01-02)",
                    "url": f"{_VLMEVALKIT}:vlmeval/dataset/image_yorn.py ImageYORNDataset.DATASET_URL",
-                   "rows": "/work/shared/reference/eval-scoring.md ('951 rows with images'); "
+                   "rows": "../shared/reference/eval-scoring.md ('951 rows with images'); "
                            "open-compass/VLMEvalKit issues #471 and #1037 (951 evaluated vs 1,129 in "
                            "the HallusionBench release)"},
         "notes": "`rows` counts the rows that are evaluated, i.e. those WITH an image. VLMEvalKit's "

@@ -2,7 +2,7 @@
 
 MMStar, RealWorldQA and BLINK use `prompts.mc_prompt` + `score.score_mc`; this module covers
 MME-RealWorld, HallusionBench, CRPE (relation) and Mantis-Eval, each following
-/work/shared/reference/eval-scoring.md, including the reference implementations' quirks, because the
+../shared/reference/eval-scoring.md, including the reference implementations' quirks, because the
 paper's numbers were scored that way. Where the reference is silent or crashes, the choice made here
 is stated next to the code.
 
