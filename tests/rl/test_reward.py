@@ -99,3 +99,23 @@ def test_very_long_output_is_scored(embedder):
     parts = reward.score([f"<think>{'z' * 20000}</think><answer>{long_answer}</answer>"], [["a red square"]])
     assert parts[0].format == 1.0 and 0.0 <= parts[0].correct <= 1.0
     assert parts[0].total == pytest.approx(0.05 + 0.95 * parts[0].correct)
+
+
+def test_trl_reward_functions_score_each_batch_once_and_never_reuse_another_batchs(embedder):
+    """Audit B2: the two TRL reward callables share one scoring per batch, keyed on the batch's content.
+    Keyed on id(completions), a new list at a freed list's address got the previous batch's rewards."""
+    from viper.rl.trl_backend import reward_functions
+
+    counting = CountingEmbedder(embedder)
+    fmt, correct = reward_functions(ViperReward(counting, tau=0.85, w_format=0.05, w_correct=0.95))
+    gt = [["a red ball is missing"]] * 2
+    good = [[{"role": "assistant", "content": "<think>x</think><answer>a red ball is missing</answer>"}]] * 2
+    bad = [[{"role": "assistant", "content": "no tags here"}]] * 2
+    assert fmt(good, gt) == [1.0, 1.0]
+    calls = len(counting.calls)
+    assert correct(good, gt) == [pytest.approx(1.0, abs=1e-6)] * 2
+    assert len(counting.calls) == calls  # the second callable reused the scoring of the same batch
+    batch = list(good)
+    assert fmt(batch, gt) == [1.0, 1.0]
+    batch[:] = bad  # the same object with another batch in it: what a reused address looks like
+    assert fmt(batch, gt) == [0.0, 0.0] and correct(batch, gt) == [0.0, 0.0]

@@ -44,15 +44,20 @@ def grpo_config(rl: Any, out_dir: str, steps: int, seed: int, device: str, world
 
 
 def reward_functions(reward: ViperReward) -> list:
-    """Two callables so TRL logs format and correctness separately; weights go in reward_weights."""
-    cache: dict[int, list] = {}
+    """Two callables so TRL logs format and correctness separately; weights go in reward_weights.
+
+    TRL calls both with the same batch, so the batch is scored once and the parts reused. The reuse is
+    keyed on the batch's content (texts and ground truths), never on `id(completions)`: CPython reuses a
+    freed list's address, so a later batch could otherwise be handed the previous batch's rewards."""
+    last: dict[tuple, list] = {}
 
     def parts(completions, ground_truth):
-        key = id(completions)
-        if key not in cache:  # both functions see the same batch object: embed it once
-            cache.clear()
-            cache[key] = reward.score([completion_text(c) for c in completions], ground_truth)
-        return cache[key]
+        texts = [completion_text(c) for c in completions]
+        key = (tuple(texts), tuple(tuple(g) for g in ground_truth))
+        if key not in last:
+            last.clear()
+            last[key] = reward.score(texts, ground_truth)
+        return last[key]
 
     def format_reward(completions, ground_truth, **_: Any) -> list[float]:
         return [p.format for p in parts(completions, ground_truth)]
