@@ -17,23 +17,11 @@ _SCRATCH = Path(tempfile.mkdtemp(prefix="viper-vllm-tests-"))
 for var, sub in (("VLLM_CACHE_ROOT", "vllm"), ("TORCHINDUCTOR_CACHE_DIR", "inductor"), ("VLLM_RPC_BASE_PATH", "rpc")):
     (_SCRATCH / sub).mkdir()  # vLLM binds sockets there without creating the folder
     os.environ.setdefault(var, str(_SCRATCH / sub))
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+# The main suite's session fixtures: the repository root and the tiny Qwen2.5-VL the `models` stage builds.
+from tests.conftest import root, tiny_vlm_dir  # noqa: E402,F401
 
 MAX_IMAGES = 4  # BLINK rows carry up to four images
-
-
-@pytest.fixture(scope="session")
-def root() -> Path:
-    return ROOT
-
-
-@pytest.fixture(scope="session")
-def tiny_vlm_dir(tmp_path_factory) -> Path:
-    from viper.zoo.vlm import build_tiny_vlm
-
-    out = tmp_path_factory.mktemp("models") / "vlm"
-    build_tiny_vlm(out, seed=0)
-    return out
 
 
 @pytest.fixture(scope="session")

@@ -63,33 +63,34 @@ def dir_digest(path: Path) -> str:
     return hashlib.sha256(listing.encode()).hexdigest()
 
 
-def resolve(models_dir: str | Path, role: str) -> tuple[str, str | None]:
-    """(path_or_id, revision) for a role, from the manifest the `models` stage wrote."""
-    models_dir = Path(models_dir)
-    manifest_path = models_dir / "manifest.json"
+def manifest_entry(models_dir: str | Path, role: str) -> dict:
+    """A role's entry of the manifest the `models` stage wrote."""
+    manifest_path = Path(models_dir) / "manifest.json"
     if not manifest_path.exists():
         raise RuntimeError(f"{manifest_path} is missing: run `dvc repro models` first")
-    entry = read_json(manifest_path)[role]
+    return read_json(manifest_path)[role]
+
+
+def resolve(models_dir: str | Path, role: str) -> tuple[str, str | None]:
+    """(path_or_id, revision) for a role, from the manifest the `models` stage wrote."""
+    entry = manifest_entry(models_dir, role)
     if entry["path"] is not None:
-        return str(models_dir / entry["path"]), None
+        return str(Path(models_dir) / entry["path"]), None
     return entry["id"], entry["revision"]
 
 
 def model_identity(models_dir: str | Path, role: str) -> dict:
     """What identifies a model's weights, for cache keys and dataset cards."""
-    entry = read_json(Path(models_dir) / "manifest.json")[role]
+    entry = manifest_entry(models_dir, role)
     return {"id": entry["id"], "revision": entry["revision"]}
 
 
 def model_class(models_dir: str | Path, role: str) -> str:
     """The class the manifest says a role's model is (models.<role>.class)."""
-    manifest_path = Path(models_dir) / "manifest.json"
-    if not manifest_path.exists():
-        raise RuntimeError(f"{manifest_path} is missing: run `dvc repro models` first")
-    entry = read_json(manifest_path)[role]
+    entry = manifest_entry(models_dir, role)
     if "class" not in entry:
-        raise RuntimeError(f"{manifest_path} names no class for {role!r} (written by an older version): "
-                           "run `dvc repro models`")
+        raise RuntimeError(f"{Path(models_dir) / 'manifest.json'} names no class for {role!r} (written by an "
+                           "older version): run `dvc repro models`")
     return entry["class"]
 
 
@@ -177,9 +178,9 @@ def load_vlm(models_dir: str | Path, models: Any, min_pixels: int, max_pixels: i
 def vlm_metrics(vlm: Any) -> dict:
     """What a stage's metrics say about its VLM: the backend that served the calls, and what loading
     cost (a vLLM engine starts on the first call: reported apart from generation)."""
-    out: dict[str, Any] = {"backend": vlm.__dict__.get("backend"), "model_loaded": vlm.loaded}
+    out: dict[str, Any] = {"backend": vlm.backend, "model_loaded": vlm.loaded}  # known without loading
     if vlm.loaded:
-        out["load_seconds"] = vlm.__dict__.get("load_seconds")
+        out["load_seconds"] = vlm.load_seconds
         out["engine_start_seconds"] = getattr(vlm._obj, "engine_start_seconds", None)
     return out
 

@@ -212,7 +212,7 @@ class VllmVLM:
             return []
         # Build (and validate) every input before touching the engine.
         inputs = [request_input(self.processor, r, self.max_images) for r in requests]
-        _import_vllm()
+        _import_vllm()  # no vLLM installed: the install hint, before anything starts
         kws = [sampling_kwargs(r, self.suppress) for r in requests]
         engine = self._engine()
         self.calls += 1
@@ -250,8 +250,8 @@ class _Engine:
             outputs = self.llm.generate(inputs, sampling_params=[_sampling_params(k) for k in kws],
                                         use_tqdm=len(inputs) > 1 and _progress_bars())
         except Exception:
-            # A request that fails while the batch is added (e.g. longer than max_model_len) leaves the
-            # ones added before it queued, and the next call would return their outputs with its own.
+            # A call that fails after its requests were added (mid-run) leaves the unfinished ones
+            # queued, and the next call would return their outputs along with its own.
             self._abort_unfinished()
             raise
         if len(outputs) != len(inputs):

@@ -71,7 +71,7 @@ def predict(vlm: Any, bench: Bench, df: pd.DataFrame, max_new_tokens: int, *, ca
     and generated `batch_size` rows at a time, each batch committed when it finishes. So only one
     batch of decoded images is ever held, a killed run resumes after its last finished batch, and a
     benchmark whose rows are all cached never touches `vlm` (so never loads it)."""
-    from viper.synth.runner import memoised
+    from viper.synth.runner import Failed, memoised
 
     keys, prompts, cap = prediction_keys(bench, df, max_new_tokens, model, request, digests)
     b64s, index = df["image_b64"].tolist(), [str(i) for i in df["index"]]
@@ -89,10 +89,10 @@ def predict(vlm: Any, bench: Bench, df: pd.DataFrame, max_new_tokens: int, *, ca
     values = memoised(keys, compute, cache, PREDICTION_STEP, stats, batch_size)
     replies, failed = {}, []
     for i, v in zip(index, values):
-        if isinstance(v, (bytes, bytearray)):
+        if isinstance(v, Failed):  # the call raised in its batch and again alone; not cached
+            failed.append((i, v.detail))
+        else:
             replies[i] = bytes(v).decode()
-        else:  # the runner's Failed: the call raised in its batch and again alone; not cached
-            failed.append((i, getattr(v, "detail", str(v))))
     return replies, failed
 
 
