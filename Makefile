@@ -28,11 +28,18 @@ $(STAMP): requirements.lock pyproject.toml
 	$(VENV)/bin/python -m pip check
 	touch $(STAMP)
 
-$(VERL_STAMP): requirements-verl.lock
+# The project goes in too (--no-deps): verl's Ray reward workers import viper.rl (viper/rl/verl_reward.py).
+# pip check may then report only the project's requirements that the verl path never imports as missing
+# (diffusers, dvc, trl, ...); a version conflict, or anything else missing, still fails.
+$(VERL_STAMP): requirements-verl.lock pyproject.toml
 	test -x $(VERL_VENV)/bin/python || $(PY) -m venv $(VERL_VENV)
 	$(VERL_VENV)/bin/python -m pip install --quiet --upgrade "pip>=24"
 	$(VERL_VENV)/bin/python -m pip install --quiet -r requirements-verl.lock
-	$(VERL_VENV)/bin/python -m pip check
+	$(VERL_VENV)/bin/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	@out=$$($(VERL_VENV)/bin/python -m pip check 2>&1); \
+	rest=$$(printf '%s\n' "$$out" | grep -v -e '^viper [^ ]* requires [^ ]*, which is not installed' \
+	  -e '^No broken requirements' -e '^$$'); \
+	if [ -n "$$rest" ]; then echo "pip check:"; echo "$$rest"; exit 1; fi
 	touch $(VERL_STAMP)
 
 env-vllm: $(VLLM_STAMP)
