@@ -119,3 +119,26 @@ def test_trl_reward_functions_score_each_batch_once_and_never_reuse_another_batc
     assert fmt(batch, gt) == [1.0, 1.0]
     batch[:] = bad  # the same object with another batch in it: what a reused address looks like
     assert fmt(batch, gt) == [0.0, 0.0] and correct(batch, gt) == [0.0, 0.0]
+
+
+def test_numbered_lists_split_like_plain_ones():
+    plain = "The cup is red.\nThe ball is blue. It rolls left.\nText says 3.5 m"
+    numbered = "1. The cup is red.\n2. The ball is blue. It rolls left.\n3) Text says 3.5 m"
+    expected = ["The cup is red.", "The ball is blue.", "It rolls left.", "Text says 3.5 m"]
+    assert split_sentences(plain) == expected
+    assert split_sentences(numbered) == expected
+    assert split_sentences("(1) The cup is red. 2. The ball is blue.") == expected[:2]
+    assert split_sentences("- The cup is red.\n* The ball is blue.") == expected[:2]
+    assert split_sentences("1.") == [] and split_sentences("There are 2.") == ["There are 2."]
+
+
+def test_a_numbering_policy_scores_exactly_like_a_plain_one(embedder):
+    reward = ViperReward(embedder, tau=0.85, w_format=0.05, w_correct=0.95)
+    gt = [["the red ball is missing", "the text says B"]] * 2
+    plain = "<think>look</think><answer>the red ball is missing\nTriangles: seven</answer>"
+    numbered = "<think>look</think><answer>1. the red ball is missing\n2. Triangles: seven</answer>"
+    a, b = reward.score([plain, numbered], gt)
+    assert a == b
+    # the first sentence is a ground truth item, the second misses both (cosine 0.62 under the tiny
+    # embedder): R_correct = 1/2 * 23/(23+16)
+    assert a.correct == pytest.approx(0.5 * 23 / 39) and a.format == 1.0

@@ -27,9 +27,13 @@ import numpy as np
 
 _FORMAT = re.compile(r"^\s*<think>(?P<think>.*?)</think>\s*<answer>(?P<answer>.*?)</answer>\s*$", re.DOTALL)
 _TAG = re.compile(r"</?(think|answer)>")
-# Sentence ends: . ! ? ; followed by whitespace, or a line break. Decimal points ("3.5") do not split.
-_SPLIT = re.compile(r"(?<=[.!?;])\s+|\n+")
-_BULLET = re.compile(r"^\s*(?:[-*\u2022]|\d+[.)])\s+")
+# Sentence ends: . ! ? ; followed by whitespace. Decimal points ("3.5") do not split. Lines split first.
+_SPLIT = re.compile(r"(?<=[.!?;])\s+")
+# A list marker: "-", "*", "•", "1.", "2)", "(3)". Removed at the start of a piece, and a piece that is
+# nothing but a marker ("1. The cup" splits into "1." and "The cup") is dropped: numbering adds no sentence.
+_MARKER = r"(?:[-*\u2022]|\(?\d{1,3}[.)])"
+_BULLET = re.compile(rf"^\s*{_MARKER}\s+")
+_ONLY_MARKER = re.compile(rf"^{_MARKER}$")
 
 
 class TextEmbedder(Protocol):
@@ -47,11 +51,13 @@ def parse_output(text: str) -> tuple[bool, str]:
 
 
 def split_sentences(answer: str) -> list[str]:
+    """The answer's sentences: lines split at sentence ends, each piece without a leading list marker."""
     out = []
-    for piece in _SPLIT.split(answer):
-        piece = _BULLET.sub("", piece).strip().strip('"').strip()
-        if piece:
-            out.append(piece)
+    for line in answer.splitlines():
+        for piece in _SPLIT.split(line):
+            piece = _BULLET.sub("", piece).strip().strip('"').strip()
+            if piece and not _ONLY_MARKER.match(piece):
+                out.append(piece)
     return out
 
 
