@@ -32,8 +32,9 @@ def trained(root, tiny_vlm_dir, tmp_path_factory):
     before = {k: v.clone() for k, v in
               build_trainer(str(tiny_vlm_dir), examples(4), rl, [length_reward], [1.0], 2, 0, "cpu", "float32",
                             tmp_path_factory.mktemp("w0")).model.state_dict().items()}
+    # bfloat16 is the inference dtype (models.dtype); the trained policy must still hold float32 weights
     trainer = build_trainer(str(tiny_vlm_dir), examples(4), rl, [length_reward], [1.0], steps=2, seed=0,
-                            device="cpu", dtype="float32", work_dir=tmp_path_factory.mktemp("work"))
+                            device="cpu", dtype="bfloat16", work_dir=tmp_path_factory.mktemp("work"))
     trainer.train()
     return trainer, before, rl
 
@@ -41,6 +42,7 @@ def trained(root, tiny_vlm_dir, tmp_path_factory):
 def test_weights_change(trained):
     trainer, before, _ = trained
     after = trainer.model.state_dict()
+    assert {v.dtype for v in after.values()} == {torch.float32}  # master weights, not models.dtype
     changed = [k for k in before if not torch.equal(before[k], after[k])]
     assert changed, "no parameter moved"
     assert any("lm_head" in k or "embed_tokens" in k for k in changed)

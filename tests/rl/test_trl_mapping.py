@@ -1,5 +1,10 @@
+import json
+import os
+import subprocess
+import sys
+
 from viper.config import Rl, load_params
-from viper.rl.trl_backend import _log_rows, grpo_config
+from viper.rl.trl_backend import _log_rows, grpo_config, mixed_precision
 
 
 def paper_rl(root) -> Rl:
@@ -10,7 +15,7 @@ def paper_rl(root) -> Rl:
 
 
 def test_paper_batches_map_onto_trl_knobs(root, tmp_path):
-    cfg = grpo_config(paper_rl(root), str(tmp_path), steps=10, seed=0, device="cpu")
+    cfg = grpo_config(paper_rl(root), str(tmp_path), steps=10, seed=0, device="cpu", world_size=1)
     assert cfg.generation_batch_size == 640           # 128 prompts x 5 rollouts
     assert cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps == 320  # 64 prompts x 5
     assert cfg.steps_per_generation == 160            # 640 / 4: two optimizer steps per rollout batch
@@ -18,6 +23,37 @@ def test_paper_batches_map_onto_trl_knobs(root, tmp_path):
     assert (cfg.num_generations, cfg.temperature, cfg.learning_rate, cfg.num_iterations) == (5, 1.0, 1e-6, 1)
     cfg8 = grpo_config(paper_rl(root), str(tmp_path), steps=10, seed=0, device="cpu", world_size=8)
     assert cfg8.gradient_accumulation_steps == 10      # 320 completions over 8 processes x 4
+
+
+# Run under torchrun: the trainer's config must see both processes, so that each optimizer step still
+# covers one mini-batch (mini_batch_prompts x G completions) over all of them.
+LAUNCHED = """
+import json, sys
+from viper.config import load_params
+from viper.rl.trl_backend import trainer_config
+rl = load_params(sys.argv[1]).rl.model_copy(update={"mini_batch_prompts": 4, "micro_batch_completions": 5})
+cfg = trainer_config(rl, sys.argv[2], 2, 0, "cpu", "float32")
+print("CFG" + json.dumps([cfg.world_size, cfg.per_device_train_batch_size, cfg.gradient_accumulation_steps]))
+"""
+
+
+def test_batch_mapping_counts_the_launched_processes(root, tmp_path):
+    script = tmp_path / "launched.py"
+    script.write_text(LAUNCHED)
+    torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
+    out = subprocess.run([torchrun, "--nproc_per_node", "2", str(script), str(root / "params.yaml"),
+                          str(tmp_path / "work")], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    seen = [json.loads(line[3:]) for line in out.stdout.splitlines() if line.startswith("CFG")]
+    # 4 prompts x 5 completions per optimizer step = 2 processes x 5 per micro-batch x 2 accumulations
+    assert seen == [[2, 5, 2], [2, 5, 2]]
+
+
+def test_training_precision_follows_device_not_inference_dtype():
+    assert mixed_precision("cuda", "bfloat16") == "bfloat16"
+    assert mixed_precision("cuda", "float16") == "float16"
+    assert mixed_precision("cuda", "float32") is None
+    assert mixed_precision("cpu", "bfloat16") is None  # CPU trains in plain float32
 
 
 def test_log_rows_give_every_step_its_rollout_reward():

@@ -7,12 +7,19 @@ Batch mapping (TRL counts completions, the paper counts prompts), on W processes
 so each optimizer step sees one mini-batch (paper 64 prompts) and a rollout batch feeds
 batch_prompts / mini_batch_prompts optimizer steps; the later ones are off-policy, which is what the
 decoupled clip [1 - eps_low, 1 + eps_high] is for. beta = 0 means no reference model is loaded.
+W is the real process count (`accelerate launch` starts one per GPU), so the mapping holds on any W.
+
+Precision: the trained policy always keeps float32 master weights, whatever `models.dtype` says (that is
+the inference dtype). On CUDA with a 16-bit `models.dtype` the forward and backward passes run under
+autocast in that dtype (TRL's bf16/fp16 flags). Updating bf16 weights directly would round away most Adam
+steps at the paper's lr 1e-6: bf16 resolves about 0.4 % of a weight, an update is ~1e-6 of it.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -22,10 +29,31 @@ from viper.rl.reward import ViperReward, completion_text
 PLOT_COLUMNS = ["step", "reward", "reward_std", "format", "correct", "completion_length"]
 
 
-def grpo_config(rl: Any, out_dir: str, steps: int, seed: int, device: str, world_size: int = 1):
+def process_count() -> int:
+    """How many training processes share the run: 1 for `python`, N under `accelerate launch`/torchrun.
+
+    Read from WORLD_SIZE, which both launchers set: accelerate's PartialState() still says 1 on CPU until
+    the TrainingArguments have set up the process group, too late for the batch mapping."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def mixed_precision(device: str, dtype: str) -> str | None:
+    """The autocast dtype for training on `device` when inference runs in `dtype` (None: plain fp32)."""
+    if device == "cuda" and dtype in ("bfloat16", "float16"):
+        return dtype
+    return None
+
+
+def grpo_config(rl: Any, out_dir: str, steps: int, seed: int, device: str, world_size: int,
+                dtype: str = "float32"):
     from trl import GRPOConfig
 
     per_step = rl.mini_batch_prompts * rl.num_generations
+    if per_step % (rl.micro_batch_completions * world_size):
+        raise ValueError(f"rl.mini_batch_prompts * rl.num_generations = {per_step} completions per optimizer step "
+                         f"do not split into micro-batches of {rl.micro_batch_completions} on {world_size} "
+                         "processes; change rl.micro_batch_completions")
+    autocast = mixed_precision(device, dtype)
     return GRPOConfig(
         output_dir=out_dir, max_steps=steps, seed=seed, data_seed=seed,
         learning_rate=rl.learning_rate, lr_scheduler_type="constant", warmup_steps=0, weight_decay=0.0,
@@ -36,11 +64,21 @@ def grpo_config(rl: Any, out_dir: str, steps: int, seed: int, device: str, world
         gradient_accumulation_steps=per_step // (rl.micro_batch_completions * world_size),
         generation_batch_size=rl.batch_prompts * rl.num_generations,
         max_completion_length=rl.max_completion_length,
-        use_cpu=device == "cpu", bf16=False, fp16=False,
+        use_cpu=device == "cpu", bf16=autocast == "bfloat16", fp16=autocast == "float16",
         logging_steps=1, save_strategy="steps", save_steps=rl.save_steps, save_total_limit=1,
         save_only_model=False, report_to="none", disable_tqdm=False,
         remove_unused_columns=False, shuffle_dataset=True,
     )
+
+
+def trainer_config(rl: Any, work_dir: str | Path, steps: int, seed: int, device: str, dtype: str):
+    """grpo_config for this process's launch (python, torchrun or accelerate launch)."""
+    n = process_count()
+    config = grpo_config(rl, str(work_dir), steps, seed, device, n, dtype)
+    if config.world_size != n:  # the batch mapping assumed another process count
+        raise RuntimeError(f"the batch mapping assumed {n} processes (WORLD_SIZE) but the trainer runs "
+                           f"{config.world_size}; launch with torchrun or accelerate launch")
+    return config
 
 
 def reward_functions(reward: ViperReward) -> list:
@@ -119,7 +157,7 @@ def build_trainer(init_path: str, examples: list[dict], rl: Any, reward_funcs: l
 
     set_seed(seed)
     processor = load_processor(init_path, None, rl.min_pixels, rl.max_pixels)
-    model = load_vlm_model(init_path, None, device, dtype)
+    model = load_vlm_model(init_path, None, device, "float32")  # master weights; see the module docstring
     feats = datasets.Features({
         "prompt": [{"role": datasets.Value("string"), "content": datasets.Value("string")}],
         "images": datasets.Sequence(datasets.Image()),
@@ -127,7 +165,7 @@ def build_trainer(init_path: str, examples: list[dict], rl: Any, reward_funcs: l
         "task": datasets.Value("string"), "key": datasets.Value("string"),
     })
     ds = datasets.Dataset.from_list(examples, features=feats)
-    config = grpo_config(rl, str(work_dir), steps, seed, device)
+    config = trainer_config(rl, work_dir, steps, seed, device, dtype)
     config.reward_weights = reward_weights
     return GRPOTrainer(model=model, reward_funcs=reward_funcs, args=config, train_dataset=ds,
                        processing_class=processor)
