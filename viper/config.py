@@ -182,6 +182,15 @@ class Rl(_Section):
         "GPU nodes (start Ray first; see viper/rl/verl_backend.py).")
     nnodes: int = Field(ge=1, description="verl: nodes in the Ray cluster.")
     gpus_per_node: int = Field(ge=1, description="verl: GPUs per node (paper: 8 x A100 80GB).")
+    verl_python: str = Field(
+        default=".venv-verl/bin/python", min_length=1,
+        description="verl: the interpreter that runs verl's trainer and model merger (verl pins its own torch, "
+        "transformers and vLLM: requirements-verl-gpu.lock, with the project installed); relative to the "
+        "project root. The same path must hold it on every node of the Ray cluster.")
+    verl_reward_workers: int = Field(
+        default=2, ge=1,
+        description="verl: reward worker processes (reward.num_workers); each loads its own BGE-M3 (fp32, "
+        "about 2.3 GB) on models.device, i.e. on the first GPU of its node.")
     stage_order: Literal["two_stage", "mixed", "caption_only", "operation_only"] = Field(
         description="two_stage: caption-refining then visual-operation (paper); mixed: both subsets "
         "shuffled into stage 1; caption_only / operation_only: one subset (paper Fig. 5). The single-phase "
