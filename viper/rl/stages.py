@@ -91,8 +91,11 @@ def run_stage(stage: int, p: Any, init_path: str, dataset: Viper10K, models_dir:
         if p.rl.backend == "verl":  # the reward runs inside verl's workers (viper/rl/verl_reward.py)
             from viper.rl import verl_backend
 
+            # the embedder at its pinned revision, on the device the TRL path uses (verl's workers see the GPUs)
             rows, resumed = verl_backend.train(init_path, examples, tmp, p.rl, p.reward, steps,
-                                               resolve(models_dir, "embed")[0], work_dir, f"stage{stage}")
+                                               embedder=resolve(models_dir, "embed"),
+                                               embedder_device=p.models.device, work_dir=work_dir,
+                                               experiment=f"stage{stage}")
         else:
             reward = ViperReward(load_embedder(models_dir, p.models), p.reward.tau, p.reward.w_format,
                                  p.reward.w_correct)
