@@ -92,3 +92,12 @@ def test_diffusion_sizes_are_multiples_of_16(root):
     data["reconstructions"]["height"] = 72  # a multiple of 8, not of 16 (8x VAE, 2x2 latent patches)
     with pytest.raises(ParamsError, match=r"reconstructions\.height: .*multiple of 16"):
         parse_params(data)
+
+
+def test_colocated_vllm_rollouts_need_trl_on_cuda(root):
+    data = yaml.safe_load((root / "params.yaml").read_text())
+    data["rl"]["rollout"] = "vllm"
+    with pytest.raises(ValueError, match="rl.rollout: vllm"):
+        parse_params(data)
+    data["models"]["device"] = "cuda"
+    assert parse_params(data).rl.rollout == "vllm"

@@ -214,6 +214,15 @@ class Rl(_Section):
     max_pixels: int = Field(gt=0)
     save_steps: int = Field(gt=0, description="Trainer checkpoint interval (optimizer steps); a killed "
                             "stage resumes from the last one.")
+    rollout: Literal["transformers", "vllm"] = Field(
+        description="trl: who generates the rollouts. transformers: the policy's own generate; vllm: a vLLM "
+        "engine colocated with the trainer on each GPU (TRL's use_vllm, vllm_mode=colocate), the only way "
+        "to make paper-scale rollouts (640 x 4096 tokens) affordable on one machine. TRL 1.16 supports vLLM "
+        "0.22-0.31 (not the 0.33 of requirements-vllm-gpu.lock): install e.g. vllm==0.31.* beside TRL.")
+    vllm_gpu_memory_utilization: float = Field(
+        gt=0, lt=1,
+        description="trl + rollout vllm: the fraction of each GPU the colocated engine may take; the rest "
+        "holds the policy, its gradients and optimizer states.")
 
     @model_validator(mode="after")
     def _batches(self) -> "Rl":
@@ -287,6 +296,9 @@ class Params(_Section):
         if self.rl.backend == "verl" and self.models.device != "cuda":
             raise ValueError(f"rl.backend is verl, which runs on CUDA only, but models.device is "
                              f"{self.models.device!r}; set models.device: cuda or rl.backend: trl")
+        if self.rl.rollout == "vllm" and (self.rl.backend != "trl" or self.models.device != "cuda"):
+            raise ValueError("rl.rollout: vllm colocates a vLLM engine with TRL on CUDA; it needs rl.backend: trl "
+                             f"and models.device: cuda (got {self.rl.backend!r}, {self.models.device!r})")
         return self
 
 

@@ -81,3 +81,11 @@ def test_half_written_checkpoints_are_skipped_and_removed(tmp_path):
             (d / "trainer_state.json").write_text(state)
     assert last_complete_checkpoint(tmp_path) == tmp_path / "checkpoint-2"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-1", "checkpoint-2"]
+
+
+def test_vllm_rollouts_colocate_with_the_trainer(root, tmp_path):
+    rl = paper_rl(root).model_copy(update={"rollout": "vllm", "vllm_gpu_memory_utilization": 0.35})
+    cfg = grpo_config(rl, str(tmp_path), steps=10, seed=0, device="cpu", world_size=1)
+    assert (cfg.use_vllm, cfg.vllm_mode, cfg.vllm_gpu_memory_utilization) == (True, "colocate", 0.35)
+    assert cfg.vllm_max_model_length == 10240 + 4096 and cfg.vllm_enable_sleep_mode
+    assert not grpo_config(paper_rl(root), str(tmp_path), steps=10, seed=0, device="cpu", world_size=1).use_vllm

@@ -65,6 +65,12 @@ def grpo_config(rl: Any, out_dir: str, steps: int, seed: int, device: str, world
         generation_batch_size=rl.batch_prompts * rl.num_generations,
         max_completion_length=rl.max_completion_length,
         use_cpu=device == "cpu", bf16=autocast == "bfloat16", fp16=autocast == "float16",
+        # Rollouts from a vLLM engine sharing each GPU with the trainer; it sleeps (frees its memory)
+        # while the policy trains and gets the new weights before each generation.
+        use_vllm=rl.rollout == "vllm", vllm_mode="colocate",
+        vllm_gpu_memory_utilization=rl.vllm_gpu_memory_utilization,
+        vllm_max_model_length=rl.max_prompt_length + rl.max_completion_length,
+        vllm_enable_sleep_mode=rl.rollout == "vllm",
         logging_steps=1, save_strategy="steps", save_steps=rl.save_steps, save_total_limit=1,
         save_only_model=False, report_to="none", disable_tqdm=False,
         remove_unused_columns=False, shuffle_dataset=True,
