@@ -368,6 +368,10 @@ with open(log, "a") as f:
     f.write(json.dumps(args) + "\n")
 if args[:2] == ["-m", "verl.trainer.main_ppo"]:
     ov = dict(a.lstrip("+").split("=", 1) for a in args[2:])
+    import pandas
+    val = ov["data.val_files"].strip("[]'")
+    with open(log, "a") as f:
+        f.write(json.dumps({"val_rows": len(pandas.read_parquet(val))}) + "\n")
     ckpt = ov["trainer.default_local_dir"].strip("'")
     total = int(ov["trainer.total_training_steps"])
     tracker = os.path.join(ckpt, "latest_checkpointed_iteration.txt")
@@ -419,7 +423,8 @@ def test_train_runs_verl_python_logs_as_it_runs_and_frees_checkpoints(tmp_path, 
     assert resumed == 20
     assert [r["step"] for r in rows] == list(range(21, total + 1))
     assert rows[-1]["reward"] == pytest.approx(total / 10)
-    launched, merged = [json.loads(line) for line in calls.read_text().splitlines()]
+    launched, val, merged = [json.loads(line) for line in calls.read_text().splitlines()]
+    assert val == {"val_rows": 1}  # C5: verl builds its validation set at startup; not a copy of the training set
     assert launched[:2] == ["-m", "verl.trainer.main_ppo"] and merged[:3] == ["-m", "verl.model_merger", "merge"]
     assert (out / "merged_from.txt").read_text() == str(ckpt / f"global_step_{total}" / "actor")
     assert (out / "processor_config.json").exists()  # the start model's processor
