@@ -184,9 +184,9 @@ class Rl(_Section):
     gpus_per_node: int = Field(ge=1, description="verl: GPUs per node (paper: 8 x A100 80GB).")
     verl_python: str = Field(
         default=".venv-verl/bin/python", min_length=1,
-        description="verl: the interpreter that runs verl's trainer and model merger (verl pins its own torch, "
-        "transformers and vLLM: requirements-verl-gpu.lock, with the project installed); relative to the "
-        "project root. The same path must hold it on every node of the Ray cluster.")
+        description="verl: the interpreter that runs verl's trainer and model merger (verl pins its own "
+        "torch, transformers and vLLM: requirements-verl-gpu.lock, with the project installed); relative to "
+        "the project root. The same path must hold it on every node of the Ray cluster.")
     verl_reward_workers: int = Field(
         default=2, ge=1,
         description="verl: reward worker processes (reward.num_workers); each loads its own BGE-M3 (fp32, "

@@ -91,7 +91,7 @@ def run_stage(stage: int, p: Any, init_path: str, dataset: Viper10K, models_dir:
         if p.rl.backend == "verl":  # the reward runs inside verl's workers (viper/rl/verl_reward.py)
             from viper.rl import verl_backend
 
-            # the embedder at its pinned revision, on the device the TRL path uses (verl's workers see the GPUs)
+            # the embedder at its pinned revision, on the TRL path's device (verl's workers see the GPUs)
             rows, resumed = verl_backend.train(init_path, examples, tmp, p.rl, p.reward, steps,
                                                embedder=resolve(models_dir, "embed"),
                                                embedder_device=p.models.device, work_dir=work_dir,

@@ -14,7 +14,7 @@ the project is installed in that environment, and its root also goes on the work
 
 Step accounting: verl counts rollout batches (`trainer.total_training_steps`, `trainer.save_freq`, its log
 rows and checkpoints), each of `data.train_batch_size` prompts feeding batch/mini-batch optimizer steps; our
-`stage*_steps` and `save_steps` count optimizer steps, so verl's = ours / (batch_prompts / mini_batch_prompts).
+`stage*_steps` and `save_steps` count optimizer steps: verl's = ours / (batch_prompts / mini_batch_prompts).
 
 Keys checked against verl 0.9.1's `trainer/config/ppo_trainer.yaml`; tests_verl compose them with Hydra and
 pass them through verl's own `validate_config`.
@@ -269,7 +269,7 @@ def train(init_path: str, examples: list[dict], out_dir: Path, rl: Any, reward: 
     python = verl_python(rl)
     if not python.is_file():
         raise SystemExit(f"rl.verl_python is {rl.verl_python!r}, but {python} does not exist: build verl's "
-                         "environment there (requirements-verl-gpu.in says how) or point rl.verl_python at it")
+                         "environment there (see requirements-verl-gpu.in) or point rl.verl_python at it")
     work_dir.mkdir(parents=True, exist_ok=True)
     data = parquet_rows(examples, rl.min_pixels, rl.max_pixels)
     train_file = write_parquet(data, work_dir / "train.parquet")
@@ -288,7 +288,8 @@ def train(init_path: str, examples: list[dict], out_dir: Path, rl: Any, reward: 
         raise SystemExit(f"verl training failed (exit {code}); its log is {log_path}:\n{_tail(log_path)}")
     code = run_logged(merge_command(ckpt, out_dir, python), log_path)
     if code:
-        raise SystemExit(f"verl's model merger failed (exit {code}); its log is {log_path}:\n{_tail(log_path)}")
+        raise SystemExit(f"verl's model merger failed (exit {code}); its log is {log_path}:\n"
+                         f"{_tail(log_path)}")
     from transformers import AutoProcessor  # the merged directory gets the processor of the start model
 
     AutoProcessor.from_pretrained(init_path).save_pretrained(str(out_dir))

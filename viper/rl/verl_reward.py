@@ -41,6 +41,7 @@ def compute_score(data_source: str, solution_str: str, ground_truth: str, extra_
     `extra_info` (num_turns, rollout_reward_scores) and may pass more keyword arguments, which we ignore.
     The dict's keys besides "score" become verl's reward_extra_info."""
     with _LOCK:
-        reward = _reward(embedder_path, embedder_revision, device, float(tau), float(w_format), float(w_correct))
+        reward = _reward(embedder_path, embedder_revision, device, float(tau), float(w_format),
+                         float(w_correct))
         part = reward.score([solution_str], [json.loads(ground_truth)])[0]
     return {"score": part.total, "format": part.format, "correct": part.correct}
