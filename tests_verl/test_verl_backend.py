@@ -219,26 +219,71 @@ def test_worst_case_sequence_fits_the_token_budget():
         rearrange_micro_batches(batch, max_token_len=budget - 1)
 
 
-def test_python_path_reaches_ray_init(tmp_path, monkeypatch):
-    """A4: main_ppo.run_ppo merges ray_kwargs.ray_init.runtime_env over verl's defaults and calls ray.init."""
+RAY_TIMEOUT_S = 120
+
+
+@pytest.fixture
+def fresh_ray():
+    """No Ray cluster before the test (run_ppo calls ray.init only when none is up); ours shut down after."""
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+    yield
+    ray.shutdown()
+
+
+def test_python_path_reaches_ray_init(tmp_path, fresh_ray):
+    """A4: main_ppo.run_ppo merges ray_kwargs.ray_init.runtime_env over verl's defaults, starts a real local
+    Ray cluster with it and runs the task runner there: the worker sees our PYTHONPATH and imports our reward
+    module from this checkout. One CPU, a fresh cluster (address=local, never one found on the machine),
+    include_dashboard=False; on CPU run_ppo skips its nsys check (is_cuda_available is False) and calls
+    Runner.remote() then ray.get(runner.run.remote(config))."""
+    import signal
+
     import ray
     from verl.trainer import main_ppo
 
-    seen = {}
-    monkeypatch.setattr(ray, "is_initialized", lambda: False)
-    monkeypatch.setattr(ray, "init", lambda **kw: seen.update(kw))
-    monkeypatch.setattr(ray, "get", lambda x: x)
+    seen = tmp_path / "worker.json"
 
+    @ray.remote
     class Runner:
-        @staticmethod
-        def remote():
-            return SimpleNamespace(run=SimpleNamespace(remote=lambda config: None))
+        def run(self, config):
+            import viper.rl.verl_reward as reward_module
 
-    cfg = composed(overrides(tmp_path))
-    main_ppo.run_ppo(cfg, task_runner_class=Runner)
-    env_vars = seen["runtime_env"]["env_vars"]
-    assert env_vars["PYTHONPATH"] == str(verl_backend.ROOT)
-    assert env_vars["VLLM_LOGGING_LEVEL"] == "WARN" or "VLLM_LOGGING_LEVEL" in os.environ  # verl's own, kept
+            seen.write_text(json.dumps({"pid": os.getpid(), "PYTHONPATH": os.environ.get("PYTHONPATH"),
+                                        "VLLM_LOGGING_LEVEL": os.environ.get("VLLM_LOGGING_LEVEL"),
+                                        "reward_file": reward_module.__file__}))
+
+    cfg = composed(overrides(tmp_path) + ["ray_kwargs.ray_init.num_cpus=1",
+                                          "+ray_kwargs.ray_init.address=local",
+                                          "+ray_kwargs.ray_init.include_dashboard=False"])
+
+    timed_out = []
+
+    def too_slow(signum, frame):
+        # A KeyboardInterrupt, since ray.get (called without a timeout by run_ppo) lets only that one out of
+        # a signal handler: it swallows a TimeoutError and waits on.
+        timed_out.append(signum)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, too_slow)
+    signal.alarm(RAY_TIMEOUT_S)
+    try:
+        main_ppo.run_ppo(cfg, task_runner_class=Runner)
+    except KeyboardInterrupt:
+        if not timed_out:
+            raise
+        pytest.fail(f"run_ppo did not finish within {RAY_TIMEOUT_S} s")
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    worker = json.loads(seen.read_text())
+    assert worker["pid"] != os.getpid()  # ran in a Ray worker process, not here
+    assert worker["PYTHONPATH"] == str(verl_backend.ROOT)
+    assert Path(worker["reward_file"]).resolve() == verl_backend.REWARD_ENTRY.resolve()
+    # verl's own defaults are kept alongside ours (verl drops one the launching shell already sets)
+    assert worker["VLLM_LOGGING_LEVEL"] == os.environ.get("VLLM_LOGGING_LEVEL", "WARN")
 
 
 def reward_config(tmp_path: Path, tiny_vlm: Path, tiny_embedder: Path):
