@@ -139,6 +139,6 @@ def test_a_numbering_policy_scores_exactly_like_a_plain_one(embedder):
     numbered = "<think>look</think><answer>1. the red ball is missing\n2. Triangles: seven</answer>"
     a, b = reward.score([plain, numbered], gt)
     assert a == b
-    # the first sentence is a ground truth item, the second misses both (cosine 0.62 under the tiny
+    # the first sentence is a ground truth item, the second misses both (cosine 0.79 under the tiny
     # embedder): R_correct = 1/2 * 23/(23+16)
     assert a.correct == pytest.approx(0.5 * 23 / 39) and a.format == 1.0
