@@ -101,7 +101,7 @@ repro: $(STAMP)
 
 test: $(STAMP) $(VERL_STAMP) $(VLLM_STAMP) chromium
 	PATH=$(abspath $(VENV))/bin:$$PATH python -m pytest -q $(PYTEST_ARGS)
-	PYTHONPATH=$(CURDIR) $(VERL_VENV)/bin/python -m pytest -q -p no:cacheprovider tests_verl
+	$(VERL_VENV)/bin/python -m pytest -q -p no:cacheprovider tests_verl
 	PATH=$(abspath $(VLLM_VENV))/bin:$$PATH python -m pytest -q -p no:cacheprovider tests_vllm
 	$(MAKE) --no-print-directory check-vllm-gpu-lock
 	$(MAKE) --no-print-directory check-verl-gpu-lock
