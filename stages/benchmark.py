@@ -3,14 +3,15 @@
 from viper.config import load_stage_params
 from viper.eval.models import evaluated_models
 from viper.eval.registry import check_files, load_checked
-from viper.eval.run import html_report, markdown_report, metrics_json, read_plot, score_all
+from viper.eval.run import html_report, markdown_report, metrics_json, score_all
+from viper.rl.curves import read_curves
 from viper.stage import run, setup, write_metrics
 from viper.store.io import atomic_write_bytes
 
 
 def main() -> None:
     args = setup("benchmark", __doc__, ["data", "models", "cold_start", "stage1", "stage2", "predictions",
-                                        "plot1", "plot2", "report", "html", "metrics"])
+                                        "curves1", "curves2", "report", "html", "metrics"])
     p = load_stage_params("benchmark")
     b = p.benchmark
     # Images stay base64: scoring reads no pixels, and the report decodes only its example rows.
@@ -24,7 +25,7 @@ def main() -> None:
              "Only deltas measured in one harness are comparable; reruns of the paper's baselines land 1-3 "
              "points from its table."]
     atomic_write_bytes(args.report, markdown_report(results, list(frames), notes).encode())
-    plots = {"rl_stage1": read_plot(args.plot1), "rl_stage2": read_plot(args.plot2)}
+    plots = {"rl_stage1": read_curves(args.curves1), "rl_stage2": read_curves(args.curves2)}
     atomic_write_bytes(args.html, html_report(results, frames, details, models, plots, notes).encode())
     write_metrics(args.metrics, metrics_json(results))
 

@@ -9,11 +9,11 @@ from viper.stage import run, setup, write_metrics
 
 
 def main() -> None:
-    args = setup("rl_stage1", __doc__, ["init", "dataset", "models", "out", "plot",
+    args = setup("rl_stage1", __doc__, ["init", "dataset", "models", "out", "curves",
                                         "metrics"])
     p = load_stage_params("rl_stage1")
     init = start_model(args.init)
-    metrics = run_stage(1, p, init, Viper10K(args.dataset), args.models, args.out, args.plot)
+    metrics = run_stage(1, p, init, Viper10K(args.dataset), args.models, args.out, args.curves)
     write_metrics(args.metrics, metrics)
 
 

@@ -7,11 +7,11 @@ from viper.stage import run, setup, write_metrics
 
 
 def main() -> None:
-    args = setup("rl_stage2", __doc__, ["stage1", "dataset", "models", "out", "plot",
+    args = setup("rl_stage2", __doc__, ["stage1", "dataset", "models", "out", "curves",
                                         "metrics"])
     p = load_stage_params("rl_stage2")
     metrics = run_stage(2, p, args.stage1, Viper10K(args.dataset), args.models, args.out,
-                        args.plot)
+                        args.curves)
     write_metrics(args.metrics, metrics)
 
 

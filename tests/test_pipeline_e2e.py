@@ -11,6 +11,7 @@ import json
 import pandas as pd
 import pytest
 import yaml
+from viper.rl.curves import read_curves
 from viper.sandbox import env, make_repo, metrics, ran_stages, run, set_params
 
 pytestmark = pytest.mark.e2e
@@ -84,7 +85,7 @@ def test_stage2_checkpoint_loads_and_differs(repo):
     params = yaml.safe_load((r / "params.yaml").read_text())["rl"]
     plots = {}
     for stage, steps in (("rl_stage1", params["stage1_steps"]), ("rl_stage2", params["stage2_steps"])):
-        plot = plots[stage] = pd.read_csv(r / f"reports/plots/{stage}.csv")
+        plot = plots[stage] = pd.DataFrame(read_curves(r / f"reports/curves/{stage}"))
         assert list(plot["step"]) == list(range(1, steps + 1))
         assert plot[["reward", "format", "correct"]].notna().all().all()
     # GRPO moves the weights exactly when some group's rewards differ (group-normalised advantages are
@@ -178,6 +179,8 @@ def test_killed_rl_stage_resumes_from_its_last_checkpoint(repo):
     run(["dvc", "repro", "rl_stage1"], r)
     m = metrics(r, "rl_stage1")
     assert m["resumed_from_step"] == complete[-1] and m["steps"] == 6
-    plot = pd.read_csv(r / "reports/plots/rl_stage1.csv")
-    assert list(plot["step"]) == [1, 2, 3, 4, 5, 6]
+    # the curves replay the steps before the kill from the restored trainer state: each step once
+    assert [row["step"] for row in read_curves(r / "reports/curves/rl_stage1")] == [1, 2, 3, 4, 5, 6]
+    tsv = (r / "reports/curves/rl_stage1/plots/metrics/reward.tsv").read_text().split()
+    assert tsv[:2] == ["step", "reward"] and len(tsv) == 2 + 2 * 6
     assert not list((r / ".viper_cache" / "rl").glob("*/checkpoint-*"))  # cleaned up after success

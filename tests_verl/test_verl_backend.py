@@ -505,31 +505,3 @@ def test_missing_verl_python_is_named(tmp_path, tiny_vlm):
         verl_backend.train(str(tiny_vlm), examples(), tmp_path / "out", rl, p.reward, 2,
                            embedder=("BAAI/bge-m3", None), embedder_device="cuda", work_dir=tmp_path / "work",
                            experiment="stage1")
-
-
-def test_stage_passes_embedder_revision_and_device_to_verl(tmp_path, tiny_vlm, monkeypatch):
-    """B6/C1: rl_stage*'s verl branch hands verl the embedder's (id, revision) from the manifest and
-    models.device, not the id alone."""
-    from viper.config import load_stage_params
-    from viper.rl import stages
-
-    # the params as the stage reads them
-    p = load_stage_params("rl_stage1", ROOT / "presets" / "paper-7b.yaml", root=ROOT)
-    models = tmp_path / "models"
-    models.mkdir()
-    (models / "manifest.json").write_text(json.dumps({"embed": {
-        "path": None, "id": "BAAI/bge-m3", "revision": "5617a9f", "class": "XLMRobertaModel"}}))
-    monkeypatch.setenv("VIPER_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr(stages, "plan", lambda stage, rl, dataset, seed: (examples(), 4))
-    monkeypatch.setattr(stages, "dataset_summary", lambda dataset: {})
-    seen = {}
-
-    def fake_train(init_path, exs, out_dir, rl, reward, steps, **kw):
-        seen.update(kw)
-        (Path(out_dir) / "config.json").write_text("{}")
-        return [], 0
-
-    monkeypatch.setattr(verl_backend, "train", fake_train)
-    stages.run_stage(1, p, str(tiny_vlm), None, str(models), tmp_path / "out", tmp_path / "plot.csv")
-    assert seen["embedder"] == ("BAAI/bge-m3", "5617a9f") and seen["embedder_device"] == "cuda"
-    assert seen["experiment"] == "stage1"

@@ -57,3 +57,21 @@ def test_recipe_as_configured(trained):
     assert trainer.loss_type == "grpo" and trainer.num_generations == rl.num_generations
     assert trainer.args.generation_batch_size == rl.batch_prompts * rl.num_generations
     assert trainer.state.global_step == 2
+
+
+def test_curves_stream_one_row_per_step_through_the_callback(root, tiny_vlm_dir, tmp_path):
+    from viper.rl.curves import CurveLog, read_curves
+    from viper.rl.trl_backend import _log_rows, curve_callback
+
+    rl = load_params(root / "params.yaml").rl.model_copy(update={"learning_rate": 1e-3})
+    trainer = build_trainer(str(tiny_vlm_dir), examples(4), rl, [length_reward], [1.0], steps=2, seed=0,
+                            device="cpu", dtype="float32", work_dir=tmp_path / "work")
+    log = CurveLog(tmp_path / "curves")
+    trainer.add_callback(curve_callback(log))
+    trainer.train()
+    rows = read_curves(tmp_path / "curves")
+    assert [r["step"] for r in rows] == [1, 2]  # both steps, the second sharing the first's rollout figures
+    expected = _log_rows(trainer.state.log_history)
+    assert [(r["step"], r["reward"]) for r in rows] == [(e["step"], pytest.approx(e["reward"])) for e in expected]
+    log.add(expected)  # a replay (resume) adds nothing
+    assert len(read_curves(tmp_path / "curves")) == 2

@@ -10,7 +10,7 @@ from viper.rl.trl_backend import _log_rows, grpo_config, mixed_precision
 def paper_rl(root) -> Rl:
     shipped = load_params(root / "params.yaml").rl.model_dump()
     shipped.update(batch_prompts=128, mini_batch_prompts=64, micro_batch_completions=4, num_generations=5,
-                   max_completion_length=4096)
+                   max_completion_length=4096, learning_rate=1e-6)
     return Rl(**shipped)
 
 

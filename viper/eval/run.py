@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import html
 from pathlib import Path
@@ -122,14 +121,6 @@ def score_all(frames: dict[str, pd.DataFrame], pred_dir: str | Path, models: lis
         scores["Overall"] = overall({n: scores[n] for n in frames})
         results[model] = scores
     return results, details
-
-
-def read_plot(path: str | Path) -> list[dict]:
-    path = Path(path)
-    if not path.exists():
-        return []
-    with open(path) as f:
-        return list(csv.DictReader(f))
 
 
 def metrics_json(results: dict) -> dict:

@@ -51,6 +51,11 @@ def dataset_summary(dataset: Viper10K) -> dict:
             **{k: release[k] for k in ("git_revision", "license") if k in release}}
 
 
+def _mean(rows: list[dict], key: str) -> float | None:
+    values = [r[key] for r in rows if r.get(key) is not None]
+    return round(sum(values) / len(values), 6) if values else None
+
+
 def drop_overlong(examples: list[dict], processor: Any, max_prompt_length: int) -> tuple[list[dict], int]:
     """TRL does not truncate prompts; like verl's filter_overlong_prompts we drop them (and count)."""
     kept = [e for e in examples if data.prompt_tokens(processor, e) <= max_prompt_length]
@@ -58,11 +63,12 @@ def drop_overlong(examples: list[dict], processor: Any, max_prompt_length: int) 
 
 
 def run_stage(stage: int, p: Any, init_path: str, dataset: Viper10K, models_dir: str,
-              out_dir: str | Path, plot_path: str | Path) -> dict:
+              out_dir: str | Path, curves_dir: str | Path) -> dict:
     from viper.backends.vlm import load_processor
     from viper.models import dir_digest, load_embedder, resolve
     from viper.rl.reward import ViperReward
-    from viper.rl.trl_backend import save_run_config, train, write_plot
+    from viper.rl.curves import write_curves
+    from viper.rl.trl_backend import save_run_config, train
     from viper.store.cache import cache_dir
     from viper.store.io import atomic_dir
     from viper.synth.runner import derive_id
@@ -74,7 +80,7 @@ def run_stage(stage: int, p: Any, init_path: str, dataset: Viper10K, models_dir:
         log.info("stage %d of schedule %s trains nothing: passing %s through", stage, p.rl.stage_order, init_path)
         with atomic_dir(out_dir) as tmp:
             shutil.copytree(init_path, tmp, dirs_exist_ok=True)
-        write_plot(plot_path, [])
+        write_curves(curves_dir, [])
         return {**metrics, "examples": 0, "dropped_overlong": 0}
     processor = load_processor(init_path, None, p.rl.min_pixels, p.rl.max_pixels)
     examples, dropped = drop_overlong(examples, processor, p.rl.max_prompt_length)
@@ -96,23 +102,24 @@ def run_stage(stage: int, p: Any, init_path: str, dataset: Viper10K, models_dir:
                                                embedder=resolve(models_dir, "embed"),
                                                embedder_device=p.models.device, work_dir=work_dir,
                                                experiment=f"stage{stage}")
+            write_curves(curves_dir, rows)  # parsed from verl's log once it has finished
         else:
             reward = ViperReward(load_embedder(models_dir, p.models), p.reward.tau, p.reward.w_format,
                                  p.reward.w_correct)
             rows, resumed = train(init_path, examples, tmp, p.rl, reward, [p.reward.w_format, p.reward.w_correct],
-                                  steps, p.seed, p.models.device, p.models.dtype, work_dir=work_dir)
+                                  steps, p.seed, p.models.device, p.models.dtype, work_dir=work_dir,
+                                  curves_dir=curves_dir)  # written while it trains
         save_run_config(tmp, {"stage": stage, "init": str(init_path), "rl": p.rl.dump(),
                               "reward": p.reward.dump(), "seed": p.seed, "examples": len(examples)})
-    write_plot(plot_path, rows)
     tasks = sorted({e["task"] for e in examples})
     metrics.update({
         "examples": len(examples), "dropped_overlong": dropped, "resumed_from_step": resumed,
         **{f"examples_{t}": sum(e["task"] == t for e in examples) for t in tasks},
         "logged_steps": len(rows),
-        "reward_mean": round(sum(r["reward"] for r in rows) / len(rows), 6) if rows else None,
+        "reward_mean": _mean(rows, "reward"),
         "reward_last": round(rows[-1]["reward"], 6) if rows else None,
-        "format_mean": round(sum(r["format"] for r in rows) / len(rows), 6) if rows else None,
-        "correct_mean": round(sum(r["correct"] for r in rows) / len(rows), 6) if rows else None,
+        "format_mean": _mean(rows, "format"),    # None on verl: its console log has the total only
+        "correct_mean": _mean(rows, "correct"),
         "seconds": round(time.perf_counter() - start, 2),
     })
     return metrics

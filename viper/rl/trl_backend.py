@@ -17,7 +17,6 @@ steps at the paper's lr 1e-6: bf16 resolves about 0.4 % of a weight, an update i
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import shutil
@@ -25,9 +24,6 @@ from pathlib import Path
 from typing import Any
 
 from viper.rl.reward import ViperReward, completion_text
-
-PLOT_COLUMNS = ["step", "reward", "reward_std", "format", "correct", "completion_length"]
-
 
 def process_count() -> int:
     """How many training processes share the run: 1 for `python`, N under `accelerate launch`/torchrun.
@@ -127,14 +123,17 @@ def _log_rows(history: list[dict]) -> list[dict]:
     return rows
 
 
-def write_plot(path: str | Path, rows: list[dict]) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=PLOT_COLUMNS, lineterminator="\n")
-        w.writeheader()
-        for r in rows:
-            w.writerow({k: (f"{v:.6f}" if isinstance(v, float) else v) for k, v in r.items()})
+def curve_callback(log: Any):
+    """A Trainer callback that appends each finished optimizer step's row to `log` (a viper.rl.curves.CurveLog)
+    as training runs. After a resume the restored history comes first; the log skips steps it has."""
+    from transformers import TrainerCallback
+
+    class CurveCallback(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if state.is_world_process_zero:
+                log.add(_log_rows(state.log_history))
+
+    return CurveCallback()
 
 
 def last_complete_checkpoint(work_dir: str | Path) -> Path | None:
@@ -179,14 +178,18 @@ def build_trainer(init_path: str, examples: list[dict], rl: Any, reward_funcs: l
 
 def train(init_path: str, examples: list[dict], out_dir: str | Path, rl: Any, reward: ViperReward,
           reward_weights: list[float], steps: int, seed: int, device: str, dtype: str,
-          work_dir: str | Path) -> tuple[list[dict], int]:
+          work_dir: str | Path, curves_dir: str | Path) -> tuple[list[dict], int]:
     """Train `steps` optimizer steps from `init_path`; save an HF directory to `out_dir`.
 
     Trainer checkpoints go to `work_dir` every `rl.save_steps` steps; if it already holds one (a killed
-    run of the same configuration), training resumes from it. Returns (per-step log rows, the step
-    resumed from or 0)."""
+    run of the same configuration), training resumes from it. The per-step curves are written to
+    `curves_dir` while it trains (viper.rl.curves). Returns (per-step log rows, the step resumed from or 0)."""
+    from viper.rl.curves import CurveLog
+
     trainer = build_trainer(init_path, examples, rl, reward_functions(reward), reward_weights, steps, seed,
                             device, dtype, work_dir)
+    curves = CurveLog(curves_dir)
+    trainer.add_callback(curve_callback(curves))
     last = last_complete_checkpoint(work_dir)
     resumed = int(last.name.rsplit("-", 1)[1]) if last else 0
     trainer.train(resume_from_checkpoint=str(last) if last else None)
@@ -194,6 +197,7 @@ def train(init_path: str, examples: list[dict], out_dir: str | Path, rl: Any, re
     trainer.save_model(str(out_dir))
     trainer.processing_class.save_pretrained(str(out_dir))
     rows = _log_rows(trainer.state.log_history)
+    curves.add(rows)  # whatever the last log event left out
     shutil.rmtree(work_dir, ignore_errors=True)
     return rows, resumed
 
