@@ -144,7 +144,8 @@ def grpo_path(models_dir: Path, device: str, dtype: str) -> str:
     from viper.rl.reward import completion_text
     from viper.rl.trl_backend import build_trainer, mixed_precision
 
-    rl = load_params(ROOT / "params.yaml").rl  # the tiny default's batches; its lr is the paper's 1e-6
+    # the tiny default's batches at the paper's lr: the point is that fp32 master weights move at 1e-6
+    rl = load_params(ROOT / "params.yaml").rl.model_copy(update={"learning_rate": 1e-6})
 
     def length_reward(completions, **_):  # varies within a group, so advantages (and gradients) are non-zero
         return [len(completion_text(c)) / 100.0 for c in completions]
