@@ -101,3 +101,12 @@ def test_colocated_vllm_rollouts_need_trl_on_cuda(root):
         parse_params(data)
     data["models"]["device"] = "cuda"
     assert parse_params(data).rl.rollout == "vllm"
+
+
+def test_tiny_benchmark_rows_fit_every_generator(root):
+    data = yaml.safe_load((root / "params.yaml").read_text())
+    data["bench_data"]["rows"] = 4  # CRPE's blocks of 4 fit, MMStar's six categories do not
+    with pytest.raises(ParamsError, match="bench_data.rows"):
+        parse_params(data)
+    data["bench_data"]["rows"] = 24
+    assert parse_params(data).bench_data.rows == 24

@@ -256,7 +256,8 @@ BENCHMARK_NAMES = ("MMStar", "RealWorldQA", "MME-RealWorld", "BLINK", "Mantis-Ev
 
 
 class BenchData(_Section):
-    rows: int = Field(gt=0, multiple_of=4, description="Rows per generated tiny benchmark (CRPE needs blocks of 4).")
+    rows: int = Field(gt=0, multiple_of=12, description="Rows per generated tiny benchmark (CRPE needs blocks of "
+                      "4, MMStar an equal share for each of its 6 categories).")
 
 
 class Benchmark(_Section):
