@@ -1,7 +1,8 @@
 """Publish and pull Viper10K with real git, a real local DVC remote and real `dvc import`.
 
-A publisher repository builds Viper10K (synthesis/dvc.yaml), commits, and runs `viper publish`; its DVC
-cache is then deleted, so the shards can only come from the remote. A second repository runs `viper pull`
+A publisher repository (a copy of the session's built project, whose build is not yet committed) runs
+`dvc repro synthesis/dvc.yaml` (nothing to do), commits, and runs `viper publish`; its DVC cache is then
+deleted, so the shards can only come from the remote. A second repository runs `viper pull`
 (`dvc import` + verification) and a plain `dvc repro`: DVC's own output must show training, evaluation and
 no synthesis stage.
 """
@@ -15,7 +16,7 @@ import shutil
 import pytest
 import yaml
 
-from viper.sandbox import make_repo, metrics, ran_stages, run
+from viper.sandbox import copy_repo, make_repo, metrics, ran_stages, run
 from viper.store.viper10k import SCHEMA, SUBSETS
 
 pytestmark = pytest.mark.e2e
@@ -37,11 +38,11 @@ def synthesis_outputs(repo) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory) -> dict:
+def world(built_repo, tmp_path_factory) -> dict:
     base = tmp_path_factory.mktemp("publish")
     remote = base / "remote"
     remote.mkdir()
-    pub = make_repo(base / "publisher")
+    pub = copy_repo(built_repo["path"], base / "publisher")
     build = run(["dvc", "repro", "synthesis/dvc.yaml"], pub)
     refusals = {"uncommitted_build": fails(["viper", "publish", "--license", "CC-BY-4.0"], pub)}
     run(["git", "add", "-A"], pub)
@@ -79,6 +80,7 @@ def world(tmp_path_factory) -> dict:
 
 
 def test_publishing_refuses_without_a_shared_remote_or_with_uncommitted_changes(world):
+    assert ran_stages(world["build"]) == set()  # the shared build already made Viper10K
     assert "uncommitted changes: " in world["refusals"]["uncommitted_build"]
     assert "synthesis/dvc.lock" in world["refusals"]["uncommitted_build"]
     assert "no DVC remote to push to" in world["refusals"]["no_remote"]

@@ -10,7 +10,8 @@ import time
 from pathlib import Path
 
 import pytest
-from viper.sandbox import env, make_repo, metrics, run, set_params
+import yaml
+from viper.sandbox import copy_repo, env, make_repo, metrics, run, set_params
 
 pytestmark = pytest.mark.e2e
 
@@ -57,16 +58,16 @@ def test_killed_stage_resumes_and_matches_an_uninterrupted_run(tmp_path):
         assert (killed / "data/captions" / name).read_bytes() == (clean / "data/captions" / name).read_bytes()
 
 
-def test_new_seeds_cost_model_calls_only_for_themselves(tmp_path):
-    repo = make_repo(tmp_path / "repo", {"seeds.n_synthetic": 12})
-    run(["dvc", "repro", "synthesis/dvc.yaml:viper10k"], repo)
+def test_new_seeds_cost_model_calls_only_for_themselves(built_repo, tmp_path):
+    repo = copy_repo(built_repo["path"], tmp_path / "repo")  # built from the default 16 seeds
     before = {s: metrics(repo, s) for s in SYNTH}
-    set_params(repo, {"seeds.n_synthetic": 15})  # the generator is sequential: 12 old scenes + 3 new
+    n = yaml.safe_load((repo / "params.yaml").read_text())["seeds"]["n_synthetic"]
+    set_params(repo, {"seeds.n_synthetic": n + 3})  # the generator is sequential: n old scenes + 3 new
     run(["dvc", "repro", "synthesis/dvc.yaml:viper10k"], repo)
     after = {s: metrics(repo, s) for s in SYNTH}
     retries = 3  # vlm.max_retries + 1 attempts at most per item
 
-    assert after["captions"]["items_in"] == 15
+    assert before["captions"]["items_in"] == n and after["captions"]["items_in"] == n + 3
     for step in ("captions", "reconstructions", "refinements", "edit_plans", "edited_pairs"):
         b, a = before[step], after[step]
         new_items = a["items_in"] - b["items_in"]
