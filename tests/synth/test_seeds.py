@@ -1,6 +1,7 @@
 import io
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from viper.synth.seeds import image_id, ingest, normalise, synthetic_seeds
@@ -40,3 +41,17 @@ def test_pixel_limit_and_normalisation():
     assert seeds[0].image.size == (64, 32) and seeds[0].image.mode == "RGB"
     rgba = Image.new("RGBA", (10, 10), (255, 0, 0, 0))  # fully transparent -> white background
     assert np.asarray(normalise(rgba, 64))[0, 0].tolist() == [255, 255, 255]
+
+
+def test_decoding_a_seed_leaves_pils_bomb_guard_for_everyone_else():
+    """The seeds limit replaces PIL's decompression-bomb check for seed files only: the process-wide guard
+    (which Viper10K shard reading relies on) must be the same after ingesting, and after a rejected input."""
+    from viper.synth.seeds import InputRejected, open_image
+
+    guard = Image.MAX_IMAGE_PIXELS
+    buf = io.BytesIO()
+    Image.new("RGB", (32, 32)).save(buf, format="PNG")
+    assert open_image(buf.getvalue(), max_pixels=10_000).size == (32, 32)
+    with pytest.raises(InputRejected, match="too_many_pixels"):
+        open_image(buf.getvalue(), max_pixels=100)
+    assert guard is not None and Image.MAX_IMAGE_PIXELS == guard

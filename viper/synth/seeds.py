@@ -109,7 +109,16 @@ def open_image(data: bytes, max_pixels: int, name: str = "", min_side: int = 1) 
     """Decode fully or raise InputRejected(reason, detail)."""
     if not data:
         raise InputRejected("empty_file")
-    Image.MAX_IMAGE_PIXELS = None  # our own limit below rejects with a recorded reason instead
+    # Our own limit below rejects with a recorded reason instead of PIL's bomb check. Set for this call only:
+    # the global guards every other image this process decodes (Viper10K shards, benchmark rows).
+    guard, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+    try:
+        return _decode(data, max_pixels, name, min_side)
+    finally:
+        Image.MAX_IMAGE_PIXELS = guard
+
+
+def _decode(data: bytes, max_pixels: int, name: str, min_side: int) -> Image.Image:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
