@@ -21,7 +21,7 @@ from pathlib import Path
 import yaml
 
 from viper.config import LOCK_FILES, pipeline_stages
-from viper.store.cache import cache_dir, clear_cache, open_cache
+from viper.store.cache import cache_exists, clear_cache, open_cache
 
 # The cache step names each stage writes (viper10k runs two model steps).
 CACHE_STEPS = {"viper10k": ("clip_filter", "judge")}
@@ -47,7 +47,7 @@ def _total(parts: list[dict], key: str) -> int | None:
 
 
 def status_rows(root: Path) -> list[dict]:
-    cached = open_cache().counts() if (cache_dir() / "items.sqlite").exists() else {}
+    cached = open_cache().counts() if cache_exists() else {}
     rows = []
     for stage, state in stage_states(root).items():
         path = root / "reports" / "metrics" / f"{stage}.json"
@@ -108,10 +108,13 @@ def main(argv: list[str] | None = None) -> int:
         rows = status_rows(root)
         print(json.dumps(rows, indent=2)) if args.json else print_table(rows)
     elif args.action == "info":
-        counts = open_cache().counts() if (cache_dir() / "items.sqlite").exists() else {}
-        print(f"item cache: {cache_dir()}")
-        for step, n in counts.items():
+        store = open_cache() if cache_exists() else None
+        print(f"item cache: {store.location if store else 'empty'}")
+        for step, n in (store.counts() if store else {}).items():
             print(f"  {step}: {n} cached calls")
+        unfinished = store.temporary() if store else []
+        if unfinished:
+            print(f"  ({len(unfinished)} unfinished writes of killed workers: never read; `viper cache clear` removes them)")
     else:
         print(f"cleared the item cache in {clear_cache()}")
     return 0

@@ -272,6 +272,32 @@ class Benchmark(_Section):
     max_pixels: int = Field(gt=0)
 
 
+class RayRole(_Section):
+    """What one model actor of a role asks the Ray cluster for."""
+    num_cpus: float = Field(1.0, ge=0)
+    num_gpus: float = Field(0.0, ge=0, description="1 per actor at paper scale (one model per GPU).")
+    resources: dict[str, float] = Field(default_factory=dict, description=(
+        "Custom Ray resources per actor, e.g. {accelerator_type:H100: 1} or a test cluster's fake GPU."))
+
+
+class RayExecutor(_Section):
+    """The Ray executor of the synthesis model steps (used when RAY_ADDRESS or VIPER_EXECUTOR=ray is set).
+
+    Read by the executor, not by a stage's declared params: outputs are identical whichever executor and
+    however many actors computed them, so changing these must not rerun a stage (tests/test_dvc_yaml.py
+    lists this section as runtime-only)."""
+    workers: int = Field(2, ge=1, description="Model actors per step (each loads the model once).")
+    vlm: RayRole = Field(default_factory=RayRole)
+    t2i: RayRole = Field(default_factory=RayRole)
+    edit: RayRole = Field(default_factory=RayRole)
+    clip: RayRole = Field(default_factory=RayRole)
+    object_store_mib: int = Field(512, gt=0, description=(
+        "Object store of a cluster the executor starts itself (VIPER_EXECUTOR=ray without RAY_ADDRESS)."))
+
+
+RUNTIME_SECTIONS = ("ray",)  # params that choose how work runs, never what it computes: no stage depends on them
+
+
 class Params(_Section):
     seed: int
     models: Models
@@ -290,6 +316,7 @@ class Params(_Section):
     reward: Reward
     bench_data: BenchData
     benchmark: Benchmark
+    ray: RayExecutor = Field(default_factory=RayExecutor)
 
     @model_validator(mode="after")
     def _verl_needs_cuda(self) -> "Params":

@@ -72,10 +72,11 @@ def manifest_entry(models_dir: str | Path, role: str) -> dict:
 
 
 def resolve(models_dir: str | Path, role: str) -> tuple[str, str | None]:
-    """(path_or_id, revision) for a role, from the manifest the `models` stage wrote."""
+    """(path_or_id, revision) for a role, from the manifest the `models` stage wrote. A local model's path
+    is absolute: a Ray actor loading it does not run in the stage's working directory."""
     entry = manifest_entry(models_dir, role)
     if entry["path"] is not None:
-        return str(Path(models_dir) / entry["path"]), None
+        return str((Path(models_dir) / entry["path"]).resolve()), None
     return entry["id"], entry["revision"]
 
 
@@ -117,6 +118,8 @@ class Lazy:
         self.__dict__.update(known, _load=load, _obj=None)
 
     def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):  # pickling (shipping a Lazy to a Ray actor) probes dunders: never load for them
+            raise AttributeError(name)
         if self._obj is None:
             start = time.perf_counter()
             try:

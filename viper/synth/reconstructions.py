@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import io
 import time
+from functools import partial
 from typing import Any
 
 from PIL import Image
 
-from viper.store.cache import ItemCache, image_digest, make_key
+from viper.store.cache import ItemStore, image_digest, make_key
 from viper.store.io import png_bytes
+from viper.synth.executor import Batched
 from viper.synth.runner import Failed, Reject, StepStats, derive_seed, memoised
 
 
@@ -32,7 +34,18 @@ def _collect(items: list[dict], values: list[bytes | Failed], key: str,
     return done, rejects
 
 
-def reconstruct(t2i: Any, captions: list[dict], params: Any, seed: int, cache: ItemCache,
+# The model calls, as module-level functions of (model, batch of inputs): what a Ray actor runs (executor.py).
+def _render(t2i: Any, inputs: list[tuple[str, int]], gen: dict) -> list[bytes]:
+    prompts, seeds = zip(*inputs)
+    return [png_bytes(img) for img in t2i.generate(list(prompts), list(seeds), **gen)]
+
+
+def _edit(editor: Any, inputs: list[tuple[Image.Image, str, int]], gen: dict) -> list[bytes]:
+    images, instructions, seeds = zip(*inputs)
+    return [png_bytes(img) for img in editor.edit(list(images), list(instructions), list(seeds), **gen)]
+
+
+def reconstruct(t2i: Any, captions: list[dict], params: Any, seed: int, cache: ItemStore,
                 model: dict) -> tuple[list[tuple[dict, Image.Image]], list[Reject], StepStats]:
     """Render every caption: ([(caption row, image)] for the items that succeeded, rejects, stats)."""
     stats, start = StepStats("reconstructions", items_in=len(captions)), time.perf_counter()
@@ -42,10 +55,7 @@ def reconstruct(t2i: Any, captions: list[dict], params: Any, seed: int, cache: I
     keys = [make_key("reconstructions", model, {"prompt": c["caption"], "seed": s, **gen})
             for c, s in zip(captions, seeds)]
 
-    def compute(idx: list[int]) -> list[bytes]:
-        images = t2i.generate([captions[i]["caption"] for i in idx], [seeds[i] for i in idx], **gen)
-        return [png_bytes(img) for img in images]
-
+    compute = Batched("t2i", t2i, partial(_render, gen=gen), [(c["caption"], s) for c, s in zip(captions, seeds)])
     values = memoised(keys, compute, cache, "reconstructions", stats, params.batch_size,
                       params.max_reject_fraction)
     done, rejects = _collect(captions, values, "id", stats)
@@ -54,7 +64,7 @@ def reconstruct(t2i: Any, captions: list[dict], params: Any, seed: int, cache: I
 
 
 def apply_edits(editor: Any, plans: list[dict], originals: dict[str, Image.Image], params: Any, seed: int,
-                cache: ItemCache,
+                cache: ItemStore,
                 model: dict) -> tuple[list[tuple[dict, Image.Image]], list[Reject], StepStats]:
     """Edit every plan's original: ([(plan row, edited image)] for the items that succeeded, rejects, stats).
     A plan whose original is not among `originals` is a reject (`missing_original`), not a crash."""
@@ -69,11 +79,8 @@ def apply_edits(editor: Any, plans: list[dict], originals: dict[str, Image.Image
                                              "instruction": p["instruction"], "seed": s, **gen})
             for p, s in zip(plans, seeds)]
 
-    def compute(idx: list[int]) -> list[bytes]:
-        images = editor.edit([originals[plans[i]["id"]] for i in idx], [plans[i]["instruction"] for i in idx],
-                             [seeds[i] for i in idx], **gen)
-        return [png_bytes(img) for img in images]
-
+    compute = Batched("edit", editor, partial(_edit, gen=gen),
+                      [(originals[p["id"]], p["instruction"], s) for p, s in zip(plans, seeds)])
     values = memoised(keys, compute, cache, "edited_pairs", stats, params.batch_size,
                       params.max_reject_fraction)
     done, rejects = _collect(plans, values, "edit_id", stats)

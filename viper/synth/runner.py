@@ -19,8 +19,9 @@ from tqdm import tqdm
 from viper.backends.requests import VLMRequest
 from viper.models import ModelLoadError
 from viper.prompts.parse import ParseError
-from viper.store.cache import ItemCache, make_key, request_payload
+from viper.store.cache import ItemStore, make_key, request_payload
 from viper.store.io import canonical_json
+from viper.synth.executor import Batched, RemoteResult
 
 log = logging.getLogger("viper")
 
@@ -87,6 +88,7 @@ class StepStats:
     cache_hits: int = 0
     cache_misses: int = 0
     seconds: float = 0.0
+    remote: list = field(default_factory=list)  # what the Ray executor did (executor.RemoteResult per run)
 
     def metrics(self) -> dict:
         return {
@@ -100,6 +102,7 @@ class StepStats:
             "cache_misses": self.cache_misses,
             "seconds": round(self.seconds, 3),
             "items_per_s": round(self.items_in / self.seconds, 3) if self.seconds else 0.0,
+            **({"ray": RemoteResult.metrics(self.remote)} if self.remote else {}),
         }
 
 
@@ -119,31 +122,64 @@ def _attempt(compute: Callable[[list[int]], list[bytes]], idx: list[int], stats:
     return values
 
 
-def memoised(keys: list[str], compute: Callable[[list[int]], list[bytes]], cache: ItemCache, step: str,
+def compute_batch(compute: Callable[[list[int]], list[bytes]], idx: list[int], stats: StepStats,
+                  step: str) -> list[bytes | Failed]:
+    """Values for one batch; a batch whose call raises is redone item by item, so one bad item cannot sink
+    the others, and an item that raises alone too becomes a `Failed`."""
+    values = _attempt(compute, idx, stats, step)
+    if not isinstance(values, Exception):
+        return values
+    out: list[bytes | Failed] = []
+    for i in idx:
+        one = _attempt(compute, [i], stats, step)
+        out.append(Failed(MODEL_ERROR, error_detail(one)) if isinstance(one, Exception) else one[0])
+    return out
+
+
+def _too_many_failed(failed: dict[int, Failed], n: int, step: str, max_reject_fraction: float | None) -> None:
+    if max_reject_fraction is not None and len(failed) > max_reject_fraction * n:
+        first = failed[min(failed)]
+        raise SystemExit(
+            f"{step}: the model call failed for {len(failed)} of {n} items so far, above the "
+            f"limit of {max_reject_fraction:.0%}; first error: {first.detail}. This is systemic (the "
+            f"model, its device or the installed libraries), not a bad item: fix it and rerun "
+            f"(finished items are cached), or raise the limit.")
+
+
+def memoised(keys: list[str], compute: Callable[[list[int]], list[bytes]], cache: ItemStore, step: str,
              stats: StepStats, batch_size: int,
              max_reject_fraction: float | None = None) -> list[bytes | Failed]:
     """Values for every key: cached ones read back, the rest computed in batches of `batch_size`
     (indices into `keys`) and committed batch by batch, so a kill loses at most one batch.
 
-    A batch whose call raises is redone item by item, so one bad item cannot sink the others; an item
-    that raises alone too comes back as a `Failed` (reason `model_error`, detail = exception class and
-    first message line) and is not cached. Once more than `max_reject_fraction` of the keys have failed
-    the step stops: the cause is systemic, and calling the model for the rest would only repeat it.
-    A model that cannot load (`ModelLoadError`) fails the step at once."""
-    found = cache.get_many(keys)
+    A batch whose call raises is redone item by item (`compute_batch`); an item that raises alone too
+    comes back as a `Failed` (reason `model_error`, detail = exception class and first message line) and
+    is not cached. Once more than `max_reject_fraction` of the keys have failed the step stops: the cause
+    is systemic, and calling the model for the rest would only repeat it. A model that cannot load
+    (`ModelLoadError`) fails the step at once.
+
+    Under the Ray executor (see executor.py) a `Batched` compute runs the same batches on model actors,
+    which commit to the store; the values are then read back here, so the result is the same."""
+    from viper.synth.executor import executor_name, run_remote
+
+    found = cache.get_many(step, keys)
     missing = [i for i, k in enumerate(keys) if k not in found]
     stats.cache_hits += len(keys) - len(missing)
     stats.cache_misses += len(missing)
     failed: dict[int, Failed] = {}
     chunks = [missing[s:s + batch_size] for s in range(0, len(missing), batch_size)]
+    if chunks and isinstance(compute, Batched) and executor_name() == "ray":
+        from viper.config import load_params
+
+        remote = run_remote(step, compute, keys, chunks, load_params().ray)
+        stats.model_calls += remote.model_calls
+        stats.remote.append(remote)
+        failed = {i: Failed(*v) for i, v in remote.failed.items()}
+        _too_many_failed(failed, len(keys), step, max_reject_fraction)
+        found.update(cache.get_many(step, [keys[i] for i in missing if i not in failed]))
+        chunks = []
     for chunk in tqdm(chunks, desc=step, unit="batch", disable=not chunks):
-        values = _attempt(compute, chunk, stats, step)
-        if isinstance(values, Exception):  # redo each item alone
-            values = []
-            for i in chunk:
-                one = _attempt(compute, [i], stats, step)
-                failure = isinstance(one, Exception)
-                values.append(Failed(MODEL_ERROR, error_detail(one)) if failure else one[0])
+        values = compute_batch(compute, chunk, stats, step)
         fresh = {}
         for i, v in zip(chunk, values):
             if isinstance(v, Failed):
@@ -152,14 +188,12 @@ def memoised(keys: list[str], compute: Callable[[list[int]], list[bytes]], cache
                 fresh[keys[i]] = v
         cache.put_many(step, fresh)
         found.update(fresh)
-        if max_reject_fraction is not None and len(failed) > max_reject_fraction * len(keys):
-            first = failed[min(failed)]
-            raise SystemExit(
-                f"{step}: the model call failed for {len(failed)} of {len(keys)} items so far, above the "
-                f"limit of {max_reject_fraction:.0%}; first error: {first.detail}. This is systemic (the "
-                f"model, its device or the installed libraries), not a bad item: fix it and rerun "
-                f"(finished items are cached), or raise the limit.")
+        _too_many_failed(failed, len(keys), step, max_reject_fraction)
     return [failed[i] if i in failed else found[k] for i, k in enumerate(keys)]
+
+
+def _generate(vlm: Any, requests: list[VLMRequest]) -> list[bytes]:
+    return [t.encode() for t in vlm.generate(requests)]
 
 
 class VlmTask(Protocol):
@@ -177,7 +211,7 @@ class Generator(Protocol):
 
 
 def run_vlm_task(task: VlmTask, items: list[dict], vlm: Generator, *, seed: int, temperature: float,
-                 max_retries: int, cache: ItemCache, model: dict,
+                 max_retries: int, cache: ItemStore, model: dict,
                  stats: StepStats | None = None) -> tuple[list[dict], list[Reject]]:
     """Run `task` on every item (each has a unique "key"); retry unparsable replies with a new seed.
 
@@ -200,8 +234,7 @@ def run_vlm_task(task: VlmTask, items: list[dict], vlm: Generator, *, seed: int,
                         seed=None if temp == 0 else derive_seed(seed, task.name, it["key"], attempt))
                 for it in pending]
         keys = [make_key(task.name, model, request_payload(r)) for r in reqs]
-        replies = memoised(keys, lambda idx: [t.encode() for t in vlm.generate([reqs[i] for i in idx])],
-                           cache, task.name, stats, vlm.batch_size)
+        replies = memoised(keys, Batched("vlm", vlm, _generate, reqs), cache, task.name, stats, vlm.batch_size)
         stats.attempts += len(reqs)
         failed = []
         for it, raw in zip(pending, replies):

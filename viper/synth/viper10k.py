@@ -11,15 +11,21 @@ from typing import Any
 
 from PIL import Image
 
-from viper.store.cache import ItemCache, image_digest, make_key
+from viper.store.cache import ItemStore, image_digest, make_key
 from viper.store.io import png_bytes, sha256_file, write_shards
+from viper.synth.executor import Batched
 from viper.synth.runner import Failed, StepStats, memoised
 
 DECISION_COLUMNS = ["edit_id", "id", "clip_similarity", "kept", "reason", "detail"]
 
 
+def _similarity(clip: Any, pairs: list[tuple[Image.Image, Image.Image]]) -> list[bytes]:
+    a, b = zip(*pairs)
+    return [repr(float(v)).encode() for v in clip.image_similarity(list(a), list(b))]
+
+
 def clip_similarities(clip: Any, pairs: list[dict], originals: dict[str, Image.Image],
-                      edited: dict[str, Image.Image], cache: ItemCache, model: dict, stats: StepStats,
+                      edited: dict[str, Image.Image], cache: ItemStore, model: dict, stats: StepStats,
                       max_reject_fraction: float | None = None) -> list[float | Failed]:
     """Cosine of CLIP image embeddings, original vs edited, memoised per image pair.
 
@@ -29,11 +35,8 @@ def clip_similarities(clip: Any, pairs: list[dict], originals: dict[str, Image.I
     b = [edited[p["edit_id"]] for p in pairs]
     keys = [make_key("clip_filter", model, {"a": image_digest(x), "b": image_digest(y)}) for x, y in zip(a, b)]
 
-    def compute(idx: list[int]) -> list[bytes]:
-        sims = clip.image_similarity([a[i] for i in idx], [b[i] for i in idx])
-        return [repr(float(v)).encode() for v in sims]
-
-    values = memoised(keys, compute, cache, "clip_filter", stats, 64, max_reject_fraction)
+    values = memoised(keys, Batched("clip", clip, _similarity, list(zip(a, b))), cache, "clip_filter", stats, 64,
+                      max_reject_fraction)
     sims = [v if isinstance(v, Failed) else float(v) for v in values]
     failed = [v for v in sims if isinstance(v, Failed)]
     stats.items_in, stats.items_out = len(pairs), len(pairs) - len(failed)
