@@ -71,12 +71,14 @@ def manifest_entry(models_dir: str | Path, role: str) -> dict:
     return read_json(manifest_path)[role]
 
 
-def resolve(models_dir: str | Path, role: str) -> tuple[str, str | None]:
-    """(path_or_id, revision) for a role, from the manifest the `models` stage wrote. A local model's path
-    is absolute: a Ray actor loading it does not run in the stage's working directory."""
+def resolve(models_dir: str | Path, role: str, absolute: bool = False) -> tuple[str, str | None]:
+    """(path_or_id, revision) for a role, from the manifest the `models` stage wrote. `absolute` for a
+    loader: a Ray actor does not load in the stage's working directory. Paths written into outputs stay
+    relative, so outputs do not depend on where the repository lives."""
     entry = manifest_entry(models_dir, role)
     if entry["path"] is not None:
-        return str((Path(models_dir) / entry["path"]).resolve()), None
+        path = Path(models_dir) / entry["path"]
+        return str(path.resolve() if absolute else path), None
     return entry["id"], entry["revision"]
 
 
@@ -149,7 +151,7 @@ def load_vlm(models_dir: str | Path, models: Any, min_pixels: int, max_pixels: i
     checkpoint at `revision`. `engine` is the `vllm` params section (vLLM only); `max_images` the most
     images one request may carry (vLLM sizes its memory for that worst case).
     """
-    ref, rev = (path_or_id, revision) if path_or_id else resolve(models_dir, "vlm")
+    ref, rev = (path_or_id, revision) if path_or_id else resolve(models_dir, "vlm", absolute=True)
     # The manifest's model is checked against its declared class; a checkpoint path (RL output) is what
     # training saved from that model.
     expected = None if path_or_id else model_class(models_dir, "vlm")
@@ -195,7 +197,7 @@ def vlm_identity(models_dir: str | Path, backend: str) -> dict:
 
 
 def load_t2i(models_dir: str | Path, models: Any) -> Any:
-    ref, device, dtype = resolve(models_dir, "t2i"), models.device, models.dtype
+    ref, device, dtype = resolve(models_dir, "t2i", absolute=True), models.device, models.dtype
     expected = model_class(models_dir, "t2i")
 
     def load() -> Any:
@@ -209,7 +211,7 @@ def load_t2i(models_dir: str | Path, models: Any) -> Any:
 
 
 def load_editor(models_dir: str | Path, models: Any) -> Any:
-    ref, device, dtype = resolve(models_dir, "edit"), models.device, models.dtype
+    ref, device, dtype = resolve(models_dir, "edit", absolute=True), models.device, models.dtype
     expected = model_class(models_dir, "edit")
 
     def load() -> Any:
@@ -232,7 +234,7 @@ def load_embedder(models_dir: str | Path, models: Any) -> Any:
 
 
 def load_clip(models_dir: str | Path, models: Any) -> Any:
-    ref, device = resolve(models_dir, "clip"), models.device
+    ref, device = resolve(models_dir, "clip", absolute=True), models.device
     expected = model_class(models_dir, "clip")
 
     def load() -> Any:
