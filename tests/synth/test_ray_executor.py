@@ -4,13 +4,12 @@ carrying a fake GPU resource that every model actor asks for. Outputs must equal
 from __future__ import annotations
 
 import hashlib
-import json
 import os
+import signal
 import subprocess
+import time
 
 import pytest
-import yaml
-
 from viper.sandbox import copy_repo, env, metrics, run, set_params, target
 
 pytestmark = pytest.mark.e2e
@@ -97,6 +96,30 @@ def test_one_worker_and_cached_reruns_at_other_batch_sizes_give_the_same_bytes(o
             for part in step_parts(repo, step):
                 assert part["cache_misses"] == 0 and "ray" not in part, (size, step)
         assert metrics(repo, "captions")["model_loaded"] is False
+
+
+def test_a_killed_driver_keeps_what_actors_committed_and_the_rerun_computes_only_the_rest(on_ray, cluster):
+    from viper.store.cache import ObjectStore
+
+    repo, store = on_ray["repo"], on_ray["base"] / "store-killed"
+    set_params(repo, {"ray.workers": 1, "vlm.batch_size": 2})  # 8 batches of 2, one after another
+    proc = subprocess.Popen(["dvc", "repro", "-s", "-f", target("captions")], cwd=repo, env=ray_env(cluster, store),
+                            start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    done = 0
+    while done < 6 and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+        done = ObjectStore(f"file://{store}").counts().get("captions", 0) if store.exists() else 0
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert 6 <= done < 16, f"the kill came too late or too early: {done} of 16 captions committed"
+
+    repro(repo, ["captions"], ray_env(cluster, store))
+    m = metrics(repo, "captions")
+    assert m["cache_hits"] >= done and m["cache_hits"] + m["cache_misses"] == 16
+    assert m["ray"]["batches"] == m["model_calls"] < 8  # only batches of missing keys were sent out
+    assert ObjectStore(f"file://{store}").temporary() == []
+    assert outputs(repo)["data/captions/captions.parquet"] == on_ray["local"]["data/captions/captions.parquet"]
 
 
 def test_an_actor_that_no_node_can_host_is_refused_at_once(on_ray, cluster):
