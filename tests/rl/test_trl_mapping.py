@@ -28,12 +28,14 @@ def test_paper_batches_map_onto_trl_knobs(root, tmp_path):
 # Run under torchrun: the trainer's config must see both processes, so that each optimizer step still
 # covers one mini-batch (mini_batch_prompts x G completions) over all of them.
 LAUNCHED = """
-import json, sys
+import json, os, sys
 from viper.config import load_params
 from viper.rl.trl_backend import trainer_config
 rl = load_params(sys.argv[1]).rl.model_copy(update={"mini_batch_prompts": 4, "micro_batch_completions": 5})
 cfg = trainer_config(rl, sys.argv[2], 2, 0, "cpu", "float32")
-print("CFG" + json.dumps([cfg.world_size, cfg.per_device_train_batch_size, cfg.gradient_accumulation_steps]))
+# one write() per rank: print() writes the text and the newline apart, and two ranks' lines could interleave
+os.write(1, ("CFG" + json.dumps([cfg.world_size, cfg.per_device_train_batch_size,
+                                  cfg.gradient_accumulation_steps]) + "\\n").encode())
 """
 
 
