@@ -10,7 +10,7 @@ import subprocess
 import time
 
 import pytest
-from viper.sandbox import copy_repo, env, metrics, run, set_params, target
+from viper.sandbox import copy_repo, env, metrics, set_params, target
 
 pytestmark = pytest.mark.e2e
 

@@ -117,11 +117,15 @@ class ItemCache:
 
     def clear(self) -> None:
         self.db.close()
-        for suffix in ("", "-wal", "-shm"):
-            Path(f"{self.path}{suffix}").unlink(missing_ok=True)
+        _remove_sqlite(self.path)
 
     def close(self) -> None:
         self.db.close()
+
+
+def _remove_sqlite(path: Path) -> None:
+    for suffix in ("", "-wal", "-shm"):  # the database and its journal files
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
 
 
 _TMP = ".tmp-"  # prefix of a write in progress on a filesystem; never read as a value
@@ -219,8 +223,7 @@ def clear_cache() -> str:
     where = store.location if store else os.environ.get(URL_VAR) or str(cache_dir())
     if store:
         store.clear()
-    for name in ("items.sqlite", "items.sqlite-wal", "items.sqlite-shm"):
-        (cache_dir() / name).unlink(missing_ok=True)
+    _remove_sqlite(cache_dir() / "items.sqlite")  # also the local one when a URL names another store
     shutil.rmtree(cache_dir() / "rl", ignore_errors=True)
     return where
 

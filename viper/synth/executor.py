@@ -27,8 +27,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-log = logging.getLogger("viper")
-
 EXECUTOR_VAR = "VIPER_EXECUTOR"  # local | ray; unset: ray when RAY_ADDRESS is set
 STORE_VARS = ("VIPER_CACHE_URL", "VIPER_CACHE_DIR")  # the actors must write where the driver reads
 
@@ -88,18 +86,18 @@ class _Actor:
         # computes with the thread setting the driver has (the library default unless the user set one).
         os.environ.pop("OMP_NUM_THREADS", None)
         os.environ.update(store_env)
+        import ray
+
         from viper.store.cache import open_cache
 
         self.step, self.work, self.store = step, work, open_cache()
+        ctx = ray.get_runtime_context()
+        self.me = {"actor": ctx.get_actor_id(), "node": ctx.get_node_id(),
+                   "resources": {k: v for k, v in ctx.get_assigned_resources().items() if v}}
 
     def __call__(self, batch: dict) -> dict:
-        import ray
-
         from viper.synth.runner import Failed, StepStats, compute_batch
 
-        ctx = ray.get_runtime_context()
-        me = {"actor": ctx.get_actor_id(), "node": ctx.get_node_id(),
-              "resources": {k: v for k, v in ctx.get_assigned_resources().items() if v}}
         out: dict[str, list] = {"result": []}
         for payload in batch["payload"]:
             index, keys, inputs = pickle.loads(payload)
@@ -112,7 +110,7 @@ class _Actor:
             failed = {str(index[j]): [v.reason, v.detail] for j, v in enumerate(values) if isinstance(v, Failed)}
             out["result"].append(json.dumps({
                 "failed": failed, "model_calls": stats.model_calls, "compute": t1 - t0,
-                "store": time.perf_counter() - t1, "load": vars(self.work.model).get("load_seconds", 0.0), **me}))
+                "store": time.perf_counter() - t1, "load": vars(self.work.model).get("load_seconds", 0.0), **self.me}))
         return out
 
 

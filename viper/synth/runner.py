@@ -21,7 +21,7 @@ from viper.models import ModelLoadError
 from viper.prompts.parse import ParseError
 from viper.store.cache import ItemStore, make_key, request_payload
 from viper.store.io import canonical_json
-from viper.synth.executor import Batched, RemoteResult
+from viper.synth.executor import Batched, RemoteResult, executor_name, run_remote
 
 log = logging.getLogger("viper")
 
@@ -160,8 +160,6 @@ def memoised(keys: list[str], compute: Callable[[list[int]], list[bytes]], cache
 
     Under the Ray executor (see executor.py) a `Batched` compute runs the same batches on model actors,
     which commit to the store; the values are then read back here, so the result is the same."""
-    from viper.synth.executor import executor_name, run_remote
-
     found = cache.get_many(step, keys)
     missing = [i for i, k in enumerate(keys) if k not in found]
     stats.cache_hits += len(keys) - len(missing)
