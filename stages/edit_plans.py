@@ -1,13 +1,16 @@
-"""Stage `edit_plans`: the VLM picks an edit category and entity and writes one instruction (RL stage-2 truth)."""
+"""Stage `edit_plans`: the VLM picks an edit category and entity and writes one instruction (RL stage-2 truth).
+
+Streamed: a window of seed images is decoded at a time."""
 
 from viper.config import load_stage_params
 from viper.models import load_vlm, vlm_identity, vlm_metrics
-from viper.records import load_refinements, load_shard_images
+from viper.records import ShardImages, load_refinements
 from viper.stage import run, setup, write_metrics, write_rejects
+from viper.store.cache import open_cache
 from viper.store.io import atomic_dir, write_table
 from viper.synth.edit_plans import EditPlanTask, planning_context
-from viper.store.cache import open_cache
 from viper.synth.runner import StepStats, check_reject_fraction, run_vlm_task
+from viper.synth.stream import window_size, windows
 
 COLUMNS = ["id", "edit_id", "category", "entity", "instruction", "analysis"]
 
@@ -15,16 +18,19 @@ COLUMNS = ["id", "edit_id", "category", "entity", "instruction", "analysis"]
 def main() -> None:
     args = setup("edit_plans", __doc__, ["seeds", "refinements", "models", "out", "metrics"])
     p = load_stage_params("edit_plans")
-    seeds = load_shard_images(args.seeds)
-    items = [{"key": r["id"], "image": seeds[r["id"]][0], "caption": planning_context(r)}
-             for r in load_refinements(f"{args.refinements}/refinements.parquet")]
+    seeds = ShardImages(args.seeds)
+    refinements = load_refinements(f"{args.refinements}/refinements.parquet")
     vlm = load_vlm(args.models, p.models, p.vlm.min_pixels, p.vlm.max_pixels, p.vlm.batch_size, p.vlm.backend,
                    engine=p.vllm)
     task = EditPlanTask(p.edit_plans.max_new_tokens, p.edit_plans.max_instruction_chars)
-    stats = StepStats("edit_plans")
-    rows, rejects = run_vlm_task(task, items, vlm, seed=p.seed, temperature=p.vlm.temperature,
-                                 max_retries=p.vlm.max_retries, cache=open_cache(),
-                                 model=vlm_identity(args.models, p.vlm.backend), stats=stats)
+    cache, model = open_cache(), vlm_identity(args.models, p.vlm.backend)
+    stats, rows, rejects = StepStats("edit_plans"), [], []
+    for window in windows(refinements, window_size(p.vlm.batch_size)):
+        items = [{"key": r["id"], "image": seeds.image(r["id"]), "caption": planning_context(r)} for r in window]
+        out, bad = run_vlm_task(task, items, vlm, seed=p.seed, temperature=p.vlm.temperature,
+                                max_retries=p.vlm.max_retries, cache=cache, model=model, stats=stats)
+        rows += out
+        rejects += bad
     check_reject_fraction(stats, p.vlm.max_reject_fraction)
     with atomic_dir(args.out) as tmp:
         write_table(tmp / "edit_plans.parquet", rows, COLUMNS)

@@ -1,31 +1,36 @@
-"""Stage `refinements`: the VLM lists each caption's flaws from original vs reconstruction (RL stage-1 truth)."""
+"""Stage `refinements`: the VLM lists each caption's flaws from original vs reconstruction (RL stage-1 truth).
+
+Streamed: the two images of a window of items are decoded at a time."""
 
 import json
 
 from viper.config import load_stage_params
 from viper.models import load_vlm, vlm_identity, vlm_metrics
-from viper.records import load_shard_images
+from viper.records import ShardImages
 from viper.stage import run, setup, write_metrics, write_rejects
+from viper.store.cache import open_cache
 from viper.store.io import atomic_dir, write_table
 from viper.synth.refinements import RefineTask
-from viper.store.cache import open_cache
 from viper.synth.runner import StepStats, check_reject_fraction, run_vlm_task
+from viper.synth.stream import window_size, windows
 
 
 def main() -> None:
     args = setup("refinements", __doc__, ["seeds", "reconstructions", "models", "out", "metrics"])
     p = load_stage_params("refinements")
-    seeds = load_shard_images(args.seeds)
-    recons = load_shard_images(args.reconstructions)
-    items = [{"key": k, "image": seeds[k][0], "reconstruction": img, "caption": meta["caption"]}
-             for k, (img, meta) in recons.items()]
+    seeds, recons = ShardImages(args.seeds), ShardImages(args.reconstructions)
     vlm = load_vlm(args.models, p.models, p.vlm.min_pixels, p.vlm.max_pixels, p.vlm.batch_size, p.vlm.backend,
                    engine=p.vllm)
     task = RefineTask(p.refinements.max_new_tokens, p.refinements.max_items, p.refinements.max_item_chars)
-    stats = StepStats("refinements")
-    rows, rejects = run_vlm_task(task, items, vlm, seed=p.seed, temperature=p.vlm.temperature,
-                                 max_retries=p.vlm.max_retries, cache=open_cache(),
-                                 model=vlm_identity(args.models, p.vlm.backend), stats=stats)
+    cache, model = open_cache(), vlm_identity(args.models, p.vlm.backend)
+    stats, rows, rejects = StepStats("refinements"), [], []
+    for keys in windows(recons, window_size(p.vlm.batch_size)):
+        items = [{"key": k, "image": seeds.image(k), "reconstruction": recons.image(k),
+                  "caption": recons.meta(k)["caption"]} for k in keys]
+        out, bad = run_vlm_task(task, items, vlm, seed=p.seed, temperature=p.vlm.temperature,
+                                max_retries=p.vlm.max_retries, cache=cache, model=model, stats=stats)
+        rows += out
+        rejects += bad
     for r in rows:  # parquet column of JSON text: a list per row, readable by any tool
         r["refinements"] = json.dumps(r["refinements"], ensure_ascii=False)
     check_reject_fraction(stats, p.vlm.max_reject_fraction)

@@ -1,10 +1,17 @@
-"""Stage `seeds`: read or generate seed images, normalise them, give them content ids, dedupe."""
+"""Stage `seeds`: read or generate seed images, normalise them, give them content ids, dedupe.
+
+Streaming: inputs are read one at a time and each kept seed is spilled to a staging folder as the PNG it
+will be in the shards; the shards are then written in id order from there. Memory holds the ids, never
+the images, however large the folder.
+"""
+
+import shutil
 
 from viper.config import load_stage_params
 from viper.stage import run, setup, write_metrics, write_rejects
 from viper.store.io import atomic_dir, png_bytes, write_shards
 from viper.synth.runner import Reject, StepStats, check_reject_fraction
-from viper.synth.seeds import folder_inputs, ingest, synthetic_seeds
+from viper.synth.seeds import Seed, folder_inputs, normalised, synthetic_seeds
 
 
 def main() -> None:
@@ -14,18 +21,30 @@ def main() -> None:
         inputs = synthetic_seeds(p.seeds.n_synthetic, p.seeds.size, p.seed)
     else:
         inputs = folder_inputs(args.folder)
-    seeds, rejects = ingest(inputs, p.seeds.max_side, p.seeds.max_pixels, p.seeds.min_side)
-    stats = StepStats("seeds", items_in=len(inputs), items_out=len(seeds))
-    stats.rejects.update(r.reason for r in rejects)
-    if not seeds:
-        raise SystemExit(f"seeds: no usable image among {len(inputs)} inputs (source={p.seeds.source}, "
-                         f"folder={args.folder}); reasons: {dict(stats.rejects)}")
-    check_reject_fraction(stats, p.seeds.max_reject_fraction)
+    stats = StepStats("seeds")
     with atomic_dir(args.out) as tmp:
-        write_shards(tmp, ({"__key__": s.id, "png": png_bytes(s.image),
-                            "json": {"id": s.id, "source": s.source, "width": s.image.width,
-                                     "height": s.image.height}} for s in seeds), shard_size=1000)
-        write_rejects(tmp / "rejects.parquet", [Reject(r.source, r.reason, r.detail) for r in rejects])
+        staging = tmp / ".staging"
+        staging.mkdir()
+        seeds: dict[str, dict] = {}  # id -> its JSON record
+        rejects: list[Reject] = []
+        for out in normalised(inputs, p.seeds.max_side, p.seeds.max_pixels, p.seeds.min_side):
+            stats.items_in += 1
+            if isinstance(out, Seed):
+                (staging / out.id).write_bytes(png_bytes(out.image))
+                seeds[out.id] = {"id": out.id, "source": out.source, "width": out.image.width,
+                                 "height": out.image.height}
+            else:
+                rejects.append(Reject(out.source, out.reason, out.detail))
+        stats.items_out = len(seeds)
+        stats.rejects.update(r.reason for r in rejects)
+        if not seeds:
+            raise SystemExit(f"seeds: no usable image among {stats.items_in} inputs (source={p.seeds.source}, "
+                             f"folder={args.folder}); reasons: {dict(stats.rejects)}")
+        check_reject_fraction(stats, p.seeds.max_reject_fraction)
+        write_shards(tmp, ({"__key__": k, "png": (staging / k).read_bytes(), "json": seeds[k]}
+                           for k in sorted(seeds)), shard_size=1000)
+        shutil.rmtree(staging)
+        write_rejects(tmp / "rejects.parquet", rejects)
     write_metrics(args.metrics, stats.metrics())
 
 

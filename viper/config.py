@@ -295,7 +295,15 @@ class RayExecutor(_Section):
         "Object store of a cluster the executor starts itself (VIPER_EXECUTOR=ray without RAY_ADDRESS)."))
 
 
-RUNTIME_SECTIONS = ("ray",)  # params that choose how work runs, never what it computes: no stage depends on them
+class Stream(_Section):
+    """How many items a synthesis stage holds decoded at once (viper/synth/stream.py). Read at run time, not
+    a stage's declared param: the window is a whole number of batches, so it never changes what is computed."""
+    window: int = Field(64, ge=1, description=(
+        "Items per window, rounded up to a multiple of the step's batch size. Peak memory grows with it; "
+        "under Ray keep it >= workers x batch size so that every actor has a batch."))
+
+
+RUNTIME_SECTIONS = ("ray", "stream")  # params that choose how work runs, never what it computes: no stage depends on them
 
 
 class Params(_Section):
@@ -317,6 +325,7 @@ class Params(_Section):
     bench_data: BenchData
     benchmark: Benchmark
     ray: RayExecutor = Field(default_factory=RayExecutor)
+    stream: Stream = Field(default_factory=Stream)
 
     @model_validator(mode="after")
     def _verl_needs_cuda(self) -> "Params":

@@ -26,8 +26,8 @@ def env() -> dict:
             "VIPER_LOG": "WARNING", "TQDM_DISABLE": "1"}
 
 
-def run(cmd: list[str], cwd: Path) -> str:
-    proc = subprocess.run(cmd, cwd=cwd, env=env(), capture_output=True, text=True)
+def run(cmd: list[str], cwd: Path, extra_env: dict | None = None) -> str:
+    proc = subprocess.run(cmd, cwd=cwd, env={**env(), **(extra_env or {})}, capture_output=True, text=True)
     out = proc.stdout + proc.stderr
     if proc.returncode:
         raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{out[-6000:]}")

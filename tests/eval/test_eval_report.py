@@ -1,4 +1,3 @@
-import pytest
 
 from viper.eval.report import PAPER_BENCHMARKS, PAPER_RESULTS, render_markdown
 from viper.eval.score import overall

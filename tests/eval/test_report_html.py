@@ -7,7 +7,6 @@ import shutil
 import subprocess
 
 import numpy as np
-import pytest
 from PIL import Image
 
 from viper.eval import html as H

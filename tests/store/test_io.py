@@ -54,3 +54,28 @@ def test_webdataset_reads_our_shards_like_our_reader(tmp_path):
     assert [s["__key__"] for s in theirs] == [s["__key__"] for s in ours]
     assert [s["json"] for s in theirs] == [s["json"] for s in ours]
     assert [s["png"].tobytes() for s in theirs] == [s["png"].tobytes() for s in ours]
+
+
+def test_shard_images_index_the_shards_and_decode_one_image_when_asked(tmp_path):
+    from viper.records import ShardImages, load_shard_images
+    from viper.store.io import ShardError, ShardWriter
+
+    with ShardWriter(tmp_path / "s", shard_size=2) as writer:
+        for sample in samples():
+            writer.write(sample)
+    assert writer.counts == [2, 2, 1] and [p.name for p in writer.paths] == [
+        "shard-000000.tar", "shard-000001.tar", "shard-000002.tar"]
+    lazy, eager = ShardImages(tmp_path / "s"), load_shard_images(tmp_path / "s")
+    assert list(lazy) == list(eager) == [f"k{i}" for i in range(5)] and len(lazy) == 5 and "k4" in lazy
+    for k, (img, meta) in eager.items():
+        assert lazy.meta(k) == meta and lazy.image(k).tobytes() == img.tobytes()
+
+    # the index holds offsets, not pixels: a member damaged after indexing is reported when it is read
+    shard = writer.paths[1]
+    data = bytearray(shard.read_bytes())
+    start = data.find(b"\x89PNG")
+    data[start:start + 16] = bytes(16)
+    shard.write_bytes(bytes(data))
+    with pytest.raises(ShardError, match="shard-000001.tar: unreadable member"):
+        lazy.image("k2")
+    assert lazy.image("k4").getpixel((0, 0)) == (160, 0, 0)

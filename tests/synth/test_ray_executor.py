@@ -122,6 +122,46 @@ def test_a_killed_driver_keeps_what_actors_committed_and_the_rerun_computes_only
     assert outputs(repo)["data/captions/captions.parquet"] == on_ray["local"]["data/captions/captions.parquet"]
 
 
+def test_more_seeds_on_ray_compute_only_the_new_items(built_repo, on_ray, cluster, tmp_path):
+    import shutil
+
+    import yaml
+
+    repo = copy_repo(built_repo["path"], tmp_path / "repo")
+    store = tmp_path / "store"
+    shutil.copytree(on_ray["store"], store)  # every value of the 16-seed build, computed on the cluster
+    before = {s: metrics(repo, s) for s in ("captions", "reconstructions")}
+    n = yaml.safe_load((repo / "params.yaml").read_text())["seeds"]["n_synthetic"]
+    set_params(repo, {**{f"ray.{r}.resources": {"fake_gpu": 1} for r in ROLES}, "seeds.n_synthetic": n + 2})
+    repro(repo, ["seeds", "captions", "reconstructions"], ray_env(cluster, store), force=False)  # +12 % seeds
+    for step in ("captions", "reconstructions"):
+        b, a = before[step], metrics(repo, step)
+        assert a["items_in"] == b["items_in"] + 2, step
+        assert a["cache_hits"] == b["cache_misses"], step  # every old value read back from the object store
+        assert 2 <= a["cache_misses"] <= 2 * 3, step       # the new items only (3 attempts at most each)
+        assert a["ray"]["batches"] == 1 and a["model_calls"] <= 3, step  # one batch of 2 new items went out
+
+
+def test_two_drivers_racing_on_the_same_keys_corrupt_nothing(built_repo, on_ray, cluster, tmp_path):
+    from viper.store.cache import ObjectStore
+
+    store = tmp_path / "store"
+    repos = [copy_repo(built_repo["path"], tmp_path / f"repo{i}") for i in range(2)]
+    for repo in repos:  # one actor each: both drivers compute every key at the same time
+        set_params(repo, {**{f"ray.{r}.resources": {"fake_gpu": 1} for r in ROLES}, "ray.workers": 1})
+    procs = [subprocess.Popen(["dvc", "repro", "-s", "-f", target("captions")], cwd=repo,
+                              env=ray_env(cluster, store), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for repo in repos]
+    logs = [p.communicate(timeout=300)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], logs
+    local = on_ray["local"]["data/captions/captions.parquet"]
+    for repo in repos:
+        assert outputs(repo)["data/captions/captions.parquet"] == local
+    objects = ObjectStore(f"file://{store}")
+    assert objects.temporary() == [] and objects.counts() == {"captions": metrics(built_repo["path"], "captions")[
+        "cache_misses"]}
+
+
 def test_an_actor_that_no_node_can_host_is_refused_at_once(on_ray, cluster):
     repo = on_ray["repo"]
     set_params(repo, {"ray.vlm.resources": {"fake_gpu": 8}})

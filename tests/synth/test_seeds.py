@@ -14,8 +14,8 @@ def png(img: Image.Image) -> bytes:
 
 
 def test_synthetic_seeds_are_deterministic_and_varied():
-    a = synthetic_seeds(8, 64, seed=0)
-    b = synthetic_seeds(8, 64, seed=0)
+    a = list(synthetic_seeds(8, 64, seed=0))
+    b = list(synthetic_seeds(8, 64, seed=0))
     assert [image_id(i) for _, i in a] == [image_id(i) for _, i in b]
     assert len({image_id(i) for _, i in a}) == 8
     assert [image_id(i) for _, i in synthetic_seeds(8, 64, seed=1)] != [image_id(i) for _, i in a]

@@ -15,6 +15,7 @@ import re
 import shutil
 import tarfile
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -86,25 +87,26 @@ def sha256_file(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def write_shards(out_dir: str | Path, samples: Iterable[dict], shard_size: int,
-                 prefix: str = "shard") -> list[Path]:
-    """Write webdataset shards: each sample is {"__key__": key, "<ext>": bytes | dict | str}.
+class ShardWriter:
+    """Webdataset shards written one sample at a time: each sample is {"__key__": key, "<ext>": bytes | dict |
+    str}, and a new shard starts every `shard_size` samples, so memory holds one sample, not the dataset.
 
     Members are `<key>.<ext>`, grouped per sample, with mtime/uid/gid zeroed so that equal samples
-    give byte-identical shards. Returns the shard paths.
-    """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths: list[Path] = []
-    tar: tarfile.TarFile | None = None
-    count = 0
-    for sample in samples:
-        if tar is None or count == shard_size:
-            if tar is not None:
-                tar.close()
-            paths.append(out_dir / f"{prefix}-{len(paths):06d}.tar")
-            tar = tarfile.open(paths[-1], "w", format=tarfile.USTAR_FORMAT)
-            count = 0
+    give byte-identical shards. `counts` holds the number of samples of each shard in `paths`."""
+
+    def __init__(self, out_dir: str | Path, shard_size: int, prefix: str = "shard"):
+        self.out_dir, self.shard_size, self.prefix = Path(out_dir), shard_size, prefix
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.paths: list[Path] = []
+        self.counts: list[int] = []
+        self._tar: tarfile.TarFile | None = None
+
+    def write(self, sample: dict) -> None:
+        if self._tar is None or self.counts[-1] == self.shard_size:
+            self._close_shard()
+            self.paths.append(self.out_dir / f"{self.prefix}-{len(self.paths):06d}.tar")
+            self.counts.append(0)
+            self._tar = tarfile.open(self.paths[-1], "w", format=tarfile.USTAR_FORMAT)
         key = sample["__key__"]
         if "." in key or "/" in key:
             raise ValueError(f"shard key {key!r} must not contain '.' or '/'")
@@ -120,11 +122,32 @@ def write_shards(out_dir: str | Path, samples: Iterable[dict], shard_size: int,
             info.size, info.mtime, info.mode = len(data), 0, 0o644
             info.uid = info.gid = 0
             info.uname = info.gname = ""
-            tar.addfile(info, io.BytesIO(data))
-        count += 1
-    if tar is not None:
-        tar.close()
-    return paths
+            self._tar.addfile(info, io.BytesIO(data))
+        self.counts[-1] += 1
+
+    def _close_shard(self) -> None:
+        if self._tar is not None:
+            self._tar.close()
+            self._tar = None
+
+    def close(self) -> list[Path]:
+        self._close_shard()
+        return self.paths
+
+    def __enter__(self) -> "ShardWriter":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._close_shard()
+
+
+def write_shards(out_dir: str | Path, samples: Iterable[dict], shard_size: int,
+                 prefix: str = "shard") -> list[Path]:
+    """Write `samples` (consumed one at a time) as webdataset shards (see `ShardWriter`); returns their paths."""
+    with ShardWriter(out_dir, shard_size, prefix) as writer:
+        for sample in samples:
+            writer.write(sample)
+    return writer.paths
 
 
 class ShardError(Exception):
@@ -158,8 +181,31 @@ def _check_member(member: tarfile.TarInfo) -> None:
         raise ShardError(f"member {name!r} is {member.size} bytes, over the {MAX_MEMBER_BYTES}-byte limit")
 
 
-def read_shard(path: str | Path) -> Iterator[dict]:
+@dataclass(frozen=True)
+class MemberRef:
+    """Where an image member lies in its shard, for reading it later (`load`) instead of now."""
+    path: Path
+    offset: int
+    size: int
+    ext: str
+
+    def load(self) -> Any:
+        with open(self.path, "rb") as f:
+            f.seek(self.offset)
+            data = f.read(self.size)
+        if len(data) != self.size:
+            raise ShardError(f"{self.path}: member at {self.offset} is cut short")
+        try:
+            return _decode_member(self.ext, data)
+        except (ValueError, OSError, Image.DecompressionBombError) as err:
+            raise ShardError(f"{self.path}: unreadable member ({type(err).__name__}: {err})") from None
+
+
+def read_shard(path: str | Path, images: bool = True) -> Iterator[dict]:
     """Iterate the samples of one shard, validating every member before reading it.
+
+    With `images=False`, image members are not read but given as `MemberRef`s (read them one at a time
+    when needed: what keeps a streaming stage's memory independent of the number of items).
 
     Members are read into memory, never extracted, so a hostile name cannot write anywhere; it is refused
     anyway, with links, devices and directories, so a shard that other tools would extract unsafely is
@@ -188,7 +234,10 @@ def read_shard(path: str | Path) -> Iterator[dict]:
                     raise ShardError(f"sample {key!r} has over {MAX_MEMBERS_PER_SAMPLE} members or "
                                      f"{MAX_SAMPLE_BYTES} bytes")
                 sample["__key__"] = key
-                sample[ext] = _decode_member(ext, tar.extractfile(member).read())
+                if not images and _IMAGE_FORMATS.get(ext.rsplit(".", 1)[-1]):
+                    sample[ext] = MemberRef(path, member.offset_data, member.size, ext)
+                else:
+                    sample[ext] = _decode_member(ext, tar.extractfile(member).read())
             # tarfile stops quietly at a cut-off header; a whole archive ends with two zero blocks
             tar.fileobj.seek(tar.offset)
             if tar.fileobj.read(1024) != bytes(1024):
@@ -203,7 +252,7 @@ def read_shard(path: str | Path) -> Iterator[dict]:
         raise ShardError(f"{path}: unreadable member ({type(err).__name__}: {err})") from None
 
 
-def read_shards(shard_dir: str | Path) -> Iterator[dict]:
+def read_shards(shard_dir: str | Path, images: bool = True) -> Iterator[dict]:
     """Iterate the samples of every shard in a directory, in shard order.
 
     Yields {"__key__": key, "json": dict, "<ext>": PIL.Image for image extensions, else bytes}.
@@ -211,7 +260,7 @@ def read_shards(shard_dir: str | Path) -> Iterator[dict]:
     (2.4 s of import per stage); tests check that webdataset reads the same shards identically.
     """
     for path in sorted(Path(shard_dir).glob("*.tar")):
-        yield from read_shard(path)
+        yield from read_shard(path, images)
 
 
 def _decode_member(ext: str, data: bytes) -> Any:

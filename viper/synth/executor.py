@@ -5,15 +5,22 @@ store which keys exist, and cuts the missing ones into fixed batches of `batch_s
 the in-process loop does). Only if something is missing does an executor run those batches:
 
 - `local` (default): the batches run here, one after another (`runner.memoised`'s own loop).
-- `ray` (`RAY_ADDRESS` set, or `VIPER_EXECUTOR=ray`): Ray Data `map_batches` over an actor pool; each actor
-  loads the model once, computes its batches (a failing batch is redone item by item, as locally) and
-  commits each batch to the item store itself, so work done before a driver dies is kept. The driver then
-  reads the values back from the store.
+- `ray` (`RAY_ADDRESS` set, or `VIPER_EXECUTOR=ray`): a pool of model actors per step. Each actor loads
+  the model once, runs a job per batch (a failing batch is redone item by item, as locally; a VLM batch
+  runs all its sampling attempts, so parse retries happen in the worker) and commits every value to the
+  item store itself, so work done before a driver dies is kept. The driver then reads the values back.
 
 Either way the outputs are assembled by the driver in input order from the same values, so DVC outputs are
 byte-identical whichever executor ran and however many actors shared the work. The choice is made by the
 environment, not by a DVC param, for that reason; the actors' resources come from the `ray` section of
-params.yaml, which no stage depends on. Traps met on the way: ../shared/reference/ray.md.
+params.yaml, which no stage depends on.
+
+Why plain actors rather than Ray Data's `map_batches`: a streaming stage (see viper/synth/stream.py) hands
+its work over window by window, and a Ray Data actor pool lives for one dataset execution, so every window
+would start actors and load the model again. A pool here lives for its step and feeds each actor one batch
+at a time, which keeps one model load per actor and at most one batch per actor in flight (the driver's
+memory stays bounded). It also avoids Ray Data's read/write tasks, which actors holding every CPU can starve.
+Traps met on the way: ../shared/reference/ray.md.
 """
 
 from __future__ import annotations
@@ -21,14 +28,15 @@ from __future__ import annotations
 import json
 import logging
 import os
-import pickle
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 EXECUTOR_VAR = "VIPER_EXECUTOR"  # local | ray; unset: ray when RAY_ADDRESS is set
 STORE_VARS = ("VIPER_CACHE_URL", "VIPER_CACHE_DIR")  # the actors must write where the driver reads
+
+log = logging.getLogger("viper")
 
 
 @dataclass
@@ -56,62 +64,69 @@ def executor_name() -> str:
 
 @dataclass
 class RemoteResult:
-    failed: dict[int, tuple[str, str]]  # index into the step's keys -> (reason, detail), never cached
-    model_calls: int
-    seconds: dict[str, float]
-    actors: dict[str, dict]  # actor id -> its node and the resources Ray assigned it
-
+    """What one hand-over of batches to the pool did. A job returns {"failed": {key: [reason, detail]},
+    "model_calls": n, "computed": n, "store": seconds} (failed values are never cached; `computed` counts
+    the committed ones; `store` is the time spent reading and committing them)."""
+    failed: dict[str, tuple[str, str]] = field(default_factory=dict)
+    model_calls: int = 0
+    computed: int = 0
+    seconds: dict[str, float] = field(default_factory=dict)
+    actors: dict[str, dict] = field(default_factory=dict)  # actor id -> its node and the resources Ray gave it
     batches: int = 0
 
     @staticmethod
     def metrics(runs: list["RemoteResult"]) -> dict:
-        """One step's Ray figures over its runs (a VLM step runs once per sampling attempt)."""
+        """One step's Ray figures over its hand-overs (a streaming step hands work over once per window)."""
         seconds: dict[str, float] = {}
         for r in runs:
             for k, v in r.seconds.items():
                 seconds[k] = max(seconds.get(k, 0.0), v) if k == "load" else seconds.get(k, 0.0) + v
-        actors = [a for r in runs for a in r.actors.values()]
-        return {"runs": len(runs), "batches": sum(r.batches for r in runs),
-                "seconds": {k: round(v, 3) for k, v in seconds.items()},
-                "actor_nodes": sorted({a["node"] for a in actors}),
-                "actor_resources": sorted({json.dumps(a["resources"], sort_keys=True) for a in actors})}
+        actors = {k: a for r in runs for k, a in r.actors.items()}
+        return {"runs": len(runs), "batches": sum(r.batches for r in runs), "actors": len(actors),
+                "seconds": {k: round(v, 3) for k, v in sorted(seconds.items())},
+                "actor_nodes": sorted({a["node"] for a in actors.values()}),
+                "actor_resources": sorted({json.dumps(a["resources"], sort_keys=True) for a in actors.values()})}
+
+
+def batch_job(model: Any, store: Any, step: str, payload: tuple) -> dict:
+    """The job of a `Batched` step: compute one batch (item by item if the batch call raises), commit it."""
+    from viper.synth.runner import Failed, StepStats, compute_batch
+
+    keys, fn, inputs = payload
+    stats = StepStats(step)
+    values = compute_batch(lambda idx: fn(model, [inputs[i] for i in idx]), list(range(len(keys))), stats, step)
+    start = time.perf_counter()
+    store.put_many(step, {k: v for k, v in zip(keys, values) if not isinstance(v, Failed)})
+    return {"failed": {k: [v.reason, v.detail] for k, v in zip(keys, values) if isinstance(v, Failed)},
+            "model_calls": stats.model_calls, "computed": sum(not isinstance(v, Failed) for v in values),
+            "store": time.perf_counter() - start}
 
 
 class _Actor:
-    """One model actor: loads the model on its first batch, computes and commits each batch it is given."""
+    """One model actor: loads the model on its first job, then runs the jobs it is given one at a time."""
 
-    def __init__(self, step: str, work: Batched, store_env: dict[str, str]):
+    def __init__(self, step: str, model: Any, store_env: dict[str, str]):
         # Ray sets OMP_NUM_THREADS to the actor's CPU count; on CPU another thread count sums floats in
         # another order, and images come out with other bytes than in the stage's own process. So the actor
         # computes with the thread setting the driver has (the library default unless the user set one).
         os.environ.pop("OMP_NUM_THREADS", None)
         os.environ.update(store_env)
+        os.environ[EXECUTOR_VAR] = "local"  # the actor is the executor: what it runs must not go remote again
         import ray
 
         from viper.store.cache import open_cache
 
-        self.step, self.work, self.store = step, work, open_cache()
+        self.step, self.model, self.store = step, model, open_cache()
         ctx = ray.get_runtime_context()
         self.me = {"actor": ctx.get_actor_id(), "node": ctx.get_node_id(),
                    "resources": {k: v for k, v in ctx.get_assigned_resources().items() if v}}
 
-    def __call__(self, batch: dict) -> dict:
-        from viper.synth.runner import Failed, StepStats, compute_batch
-
-        out: dict[str, list] = {"result": []}
-        for payload in batch["payload"]:
-            index, keys, inputs = pickle.loads(payload)
-            stats = StepStats(self.step)
-            t0 = time.perf_counter()
-            values = compute_batch(lambda idx: self.work.fn(self.work.model, [inputs[i] for i in idx]),
-                                   list(range(len(keys))), stats, self.step)
-            t1 = time.perf_counter()
-            self.store.put_many(self.step, {k: v for k, v in zip(keys, values) if not isinstance(v, Failed)})
-            failed = {str(index[j]): [v.reason, v.detail] for j, v in enumerate(values) if isinstance(v, Failed)}
-            out["result"].append(json.dumps({
-                "failed": failed, "model_calls": stats.model_calls, "compute": t1 - t0,
-                "store": time.perf_counter() - t1, "load": vars(self.work.model).get("load_seconds", 0.0), **self.me}))
-        return out
+    def run(self, job: Callable, payload: Any) -> dict:
+        loaded = vars(self.model).get("_obj") is not None
+        start = time.perf_counter()
+        out = job(self.model, self.store, self.step, payload)
+        load = 0.0 if loaded else vars(self.model).get("load_seconds", 0.0)  # the first job loads the model
+        return {**out, **self.me, "compute": time.perf_counter() - start - load, "load": load}
 
 
 def _connect(settings: Any) -> float:
@@ -121,10 +136,8 @@ def _connect(settings: Any) -> float:
     start = time.perf_counter()
     if not ray.is_initialized():
         address = os.environ.get("RAY_ADDRESS")
-        # A cluster of our own: logical CPUs beyond the physical ones, so that actors holding theirs cannot
-        # starve Ray Data's own read and write tasks (which would hang the job; ../shared/reference/ray.md).
         own = {} if address else {"object_store_memory": settings.object_store_mib * 2**20,
-                                  "num_cpus": (os.cpu_count() or 1) + 2 * settings.workers}
+                                  "num_cpus": max(os.cpu_count() or 1, settings.workers)}
         # Actors on other nodes get the driver's own `viper` package, shipped by Ray, so those nodes need the
         # environment's libraries and the model files, not a checkout. (On the driver's node an actor starts
         # in the driver's directory, the repository, and imports the checkout's `viper`, as the driver does.)
@@ -135,55 +148,119 @@ def _connect(settings: Any) -> float:
     return time.perf_counter() - start
 
 
-def _check_fits(step: str, name: str, role: Any) -> None:
-    """Refuse at once when no node can host one actor (Ray would wait for such a node forever)."""
+def _capacity(step: str, name: str, role: Any) -> int:
+    """How many actors of `role` the cluster's live nodes can host together; refuse at once when no node can
+    host one (Ray would wait for such a node forever, and so would a batch given to an actor beyond this)."""
     import ray
 
     need = {"CPU": role.num_cpus, "GPU": role.num_gpus, **role.resources}
     need = {k: v for k, v in need.items() if v}
     nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
-    if not any(all(n.get(k, 0) >= v for k, v in need.items()) for n in nodes):
+    fits = sum(min((int(n.get(k, 0) // v) for k, v in need.items()), default=1 << 10) for n in nodes)
+    if not fits:
         have = "; ".join(", ".join(f"{k}={v:g}" for k, v in sorted(n.items()) if not k.startswith("node:")
                                    and "memory" not in k) for n in nodes)
         raise SystemExit(f"{step}: no node of the Ray cluster can host a {name} actor, which asks for "
                          f"{need} (params `ray.{name}`); the nodes have: {have or 'none'}")
+    return fits
 
 
-def run_remote(step: str, work: Batched, keys: list[str], chunks: list[list[int]], settings: Any) -> RemoteResult:
-    """Compute `chunks` (lists of indices into `keys`/`work.inputs`) on Ray actors that commit to the store."""
-    import ray
+class _Pool:
+    """The model actors of one step, started on first need (at most `workers`), killed when the step ends."""
 
-    connect = _connect(settings)
-    role = getattr(settings, work.role)
-    _check_fits(step, work.role, role)
-    rows = [{"payload": pickle.dumps((c, [keys[i] for i in c], [work.inputs[i] for i in c]))} for c in chunks]
-    # One block per batch: Ray would otherwise put small inputs in one block, and one actor would get it all.
-    ds = ray.data.from_items(rows, override_num_blocks=len(rows))
-    store_env = {k: os.environ[k] for k in (*STORE_VARS, "OMP_NUM_THREADS") if os.environ.get(k)}
-    if "VIPER_CACHE_URL" not in store_env:  # SQLite: one machine only; the actors must find the same file
-        from viper.store.cache import cache_dir
+    def __init__(self, step: str, role: str, model: Any, settings: Any):
+        self.step, self.role, self.model, self.settings = step, role, model, settings
+        self.actors: list = []
+        self.capacity = 0
 
-        store_env["VIPER_CACHE_DIR"] = str(cache_dir().resolve())
-    unloaded = Batched(work.role, work.model, work.fn, [])  # the inputs travel per batch, not with the actor
-    out = ds.map_batches(_Actor, fn_constructor_args=(step, unloaded, store_env), batch_size=1,
-                         compute=ray.data.ActorPoolStrategy(size=min(settings.workers, len(chunks))),
-                         num_cpus=role.num_cpus, num_gpus=role.num_gpus, resources=role.resources or None)
-    result = RemoteResult({}, 0, {"cluster": connect, "load": 0.0, "compute": 0.0, "store": 0.0}, {})
-    start = time.perf_counter()
-    try:
-        for row in out.iter_rows():
-            r = json.loads(row["result"])
-            result.failed.update({int(i): tuple(v) for i, v in r["failed"].items()})
-            result.model_calls += r["model_calls"]
-            for part in ("compute", "store"):
-                result.seconds[part] += r[part]
-            result.seconds["load"] = max(result.seconds["load"], r["load"] or 0.0)
-            result.actors[r["actor"]] = {"node": r["node"], "resources": r["resources"]}
-            result.batches += 1
-    except Exception as exc:  # noqa: BLE001 - an actor's error arrives wrapped by Ray
-        raise SystemExit(f"{step}: the Ray executor failed: {_root_cause(exc)}") from None
-    result.seconds["wall"] = time.perf_counter() - start
-    return result
+    def _grow(self, wanted: int) -> None:
+        import ray
+
+        spec = getattr(self.settings, self.role)
+        if not self.capacity:
+            self.capacity = _capacity(self.step, self.role, spec)
+            if self.capacity < self.settings.workers:
+                log.warning("%s: the cluster can host %d %s actor(s), fewer than ray.workers=%d", self.step,
+                            self.capacity, self.role, self.settings.workers)
+        store_env = {k: os.environ[k] for k in (*STORE_VARS, "OMP_NUM_THREADS") if os.environ.get(k)}
+        if "VIPER_CACHE_URL" not in store_env:  # SQLite: one machine only; the actors must find the same file
+            from viper.store.cache import cache_dir
+
+            store_env["VIPER_CACHE_DIR"] = str(cache_dir().resolve())
+        cls = ray.remote(_Actor).options(num_cpus=spec.num_cpus, num_gpus=spec.num_gpus,
+                                         resources=spec.resources or None, max_concurrency=1)
+        while len(self.actors) < min(wanted, self.settings.workers, self.capacity):
+            self.actors.append(cls.remote(self.step, self.model, store_env))
+
+    def run(self, job: Callable, payloads: list) -> RemoteResult:
+        """Run `job` on every payload, one per free actor at a time; the results in no particular order."""
+        import ray
+
+        result = RemoteResult(seconds={"cluster": _connect(self.settings), "load": 0.0, "compute": 0.0,
+                                       "store": 0.0})
+        self._grow(len(payloads))
+        start, todo, running = time.perf_counter(), iter(payloads), {}
+        free = list(self.actors)
+        try:
+            while True:
+                while free:
+                    payload = next(todo, None)
+                    if payload is None:
+                        break
+                    actor = free.pop()
+                    running[actor.run.remote(job, payload)] = actor
+                if not running:
+                    break
+                [ref], _ = ray.wait(list(running), num_returns=1)
+                free.append(running.pop(ref))
+                r = ray.get(ref)
+                result.failed.update({k: tuple(v) for k, v in r["failed"].items()})
+                result.model_calls += r["model_calls"]
+                result.computed += r["computed"]
+                result.seconds["compute"] += r["compute"]
+                result.seconds["store"] += r["store"]
+                result.seconds["load"] = max(result.seconds["load"], r["load"] or 0.0)
+                result.actors[r["actor"]] = {"node": r["node"], "resources": r["resources"]}
+                result.batches += 1
+        except Exception as exc:  # noqa: BLE001 - an actor's error arrives wrapped by Ray
+            close_pools()
+            raise SystemExit(f"{self.step}: the Ray executor failed: {_root_cause(exc)}") from None
+        result.seconds["wall"] = time.perf_counter() - start
+        return result
+
+    def close(self) -> None:
+        import ray
+
+        for actor in self.actors:
+            ray.kill(actor)  # frees its GPU for the next step's actors
+        self.actors = []
+
+
+_pools: dict[tuple, _Pool] = {}
+
+
+def pool(step: str, role: str, model: Any) -> _Pool:
+    """The pool of `step`'s `role` model. Opening another step's pool closes the others first: one step runs
+    at a time in a stage process, and its actors must not hold the GPUs the next step's actors need."""
+    key = (step, role, id(model))
+    if key not in _pools:
+        from viper.config import load_params
+
+        close_pools()
+        _pools[key] = _Pool(step, role, model, load_params().ray)
+    return _pools[key]
+
+
+def close_pools() -> None:
+    for p in _pools.values():
+        p.close()
+    _pools.clear()
+
+
+def run_remote(step: str, work: Batched, keys: list[str], chunks: list[list[int]]) -> RemoteResult:
+    """Compute `chunks` (lists of indices into `keys`/`work.inputs`) on the step's actors; they commit."""
+    payloads = [([keys[i] for i in c], work.fn, [work.inputs[i] for i in c]) for c in chunks]
+    return pool(step, work.role, work.model).run(batch_job, payloads)
 
 
 def _root_cause(exc: BaseException) -> str:

@@ -29,7 +29,7 @@ def _collect(items: list[dict], values: list[bytes | Failed], key: str,
             rejects.append(Reject(item[key], v.reason, v.detail))
         else:
             done.append((item, Image.open(io.BytesIO(v)).convert("RGB")))
-    stats.items_out = len(done)
+    stats.items_out += len(done)
     stats.rejects.update(r.reason for r in rejects)
     return done, rejects
 
@@ -45,10 +45,12 @@ def _edit(editor: Any, inputs: list[tuple[Image.Image, str, int]], gen: dict) ->
     return [png_bytes(img) for img in editor.edit(list(images), list(instructions), list(seeds), **gen)]
 
 
-def reconstruct(t2i: Any, captions: list[dict], params: Any, seed: int, cache: ItemStore,
-                model: dict) -> tuple[list[tuple[dict, Image.Image]], list[Reject], StepStats]:
-    """Render every caption: ([(caption row, image)] for the items that succeeded, rejects, stats)."""
-    stats, start = StepStats("reconstructions", items_in=len(captions)), time.perf_counter()
+def reconstruct(t2i: Any, captions: list[dict], params: Any, seed: int, cache: ItemStore, model: dict,
+                stats: StepStats | None = None) -> tuple[list[tuple[dict, Image.Image]], list[Reject], StepStats]:
+    """Render every caption: ([(caption row, image)] for the items that succeeded, rejects, stats). A
+    streaming stage calls it per window with one `stats`, which adds up."""
+    stats, start = stats or StepStats("reconstructions"), time.perf_counter()
+    stats.items_in += len(captions)
     seeds = [derive_seed(seed, "reconstructions", c["id"]) for c in captions]
     gen = {"steps": params.steps, "guidance_scale": params.guidance_scale, "height": params.height,
            "width": params.width}
@@ -59,16 +61,18 @@ def reconstruct(t2i: Any, captions: list[dict], params: Any, seed: int, cache: I
     values = memoised(keys, compute, cache, "reconstructions", stats, params.batch_size,
                       params.max_reject_fraction)
     done, rejects = _collect(captions, values, "id", stats)
-    stats.seconds = time.perf_counter() - start
+    stats.seconds += time.perf_counter() - start
     return done, rejects, stats
 
 
 def apply_edits(editor: Any, plans: list[dict], originals: dict[str, Image.Image], params: Any, seed: int,
-                cache: ItemStore,
-                model: dict) -> tuple[list[tuple[dict, Image.Image]], list[Reject], StepStats]:
+                cache: ItemStore, model: dict,
+                stats: StepStats | None = None) -> tuple[list[tuple[dict, Image.Image]], list[Reject], StepStats]:
     """Edit every plan's original: ([(plan row, edited image)] for the items that succeeded, rejects, stats).
-    A plan whose original is not among `originals` is a reject (`missing_original`), not a crash."""
-    stats, start = StepStats("edited_pairs", items_in=len(plans)), time.perf_counter()
+    A plan whose original is not among `originals` is a reject (`missing_original`), not a crash. A
+    streaming stage calls it per window with one `stats`, which adds up."""
+    stats, start = stats or StepStats("edited_pairs"), time.perf_counter()
+    stats.items_in += len(plans)
     missing = [Reject(p["edit_id"], "missing_original", f"no seed image {p['id']}")
                for p in plans if p["id"] not in originals]
     plans = [p for p in plans if p["id"] in originals]
@@ -85,5 +89,5 @@ def apply_edits(editor: Any, plans: list[dict], originals: dict[str, Image.Image
                       params.max_reject_fraction)
     done, rejects = _collect(plans, values, "edit_id", stats)
     stats.rejects.update(r.reason for r in missing)
-    stats.seconds = time.perf_counter() - start
+    stats.seconds += time.perf_counter() - start
     return done, missing + rejects, stats

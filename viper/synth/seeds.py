@@ -11,6 +11,7 @@ import io
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable, Iterator
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageOps
@@ -72,9 +73,11 @@ def draw_scene(rng: np.random.Generator, size: int) -> Image.Image:
     return img
 
 
-def synthetic_seeds(n: int, size: int, seed: int) -> list[tuple[str, Image.Image]]:
+def synthetic_seeds(n: int, size: int, seed: int) -> Iterator[tuple[str, Image.Image]]:
+    """n scenes, drawn one at a time as they are consumed."""
     rng = np.random.default_rng(seed)
-    return [(f"synthetic:{i}", draw_scene(rng, size)) for i in range(n)]
+    for i in range(n):
+        yield f"synthetic:{i}", draw_scene(rng, size)
 
 
 def normalise(img: Image.Image, max_side: int) -> Image.Image:
@@ -142,21 +145,23 @@ def _decode(data: bytes, max_pixels: int, name: str, min_side: int) -> Image.Ima
     return img
 
 
-def folder_inputs(folder: str | Path) -> list[tuple[str, bytes]]:
-    """Every non-hidden file below `folder` (sorted): what is not an image is rejected, not skipped."""
+def folder_inputs(folder: str | Path) -> Iterator[tuple[str, bytes]]:
+    """Every non-hidden file below `folder` (sorted), read one at a time as consumed: what is not an image is
+    rejected, not skipped. Only the list of paths is held, never the folder's contents."""
     folder = Path(folder)
     files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
-    return [(p.relative_to(folder).as_posix(), p.read_bytes()) for p in files]
+    for p in files:
+        yield p.relative_to(folder).as_posix(), p.read_bytes()
 
 
-def ingest(inputs: list[tuple[str, Image.Image | bytes]], max_side: int, max_pixels: int,
-           min_side: int = 1) -> tuple[list[Seed], list[SeedReject]]:
-    """Normalise every input; keep the first of each content id; sort seeds by id.
+def normalised(inputs: Iterable[tuple[str, Image.Image | bytes]], max_side: int, max_pixels: int,
+               min_side: int = 1) -> Iterator[Seed | SeedReject]:
+    """Each input, in order, as a normalised `Seed` or a `SeedReject`; only the first of each content id is
+    a seed (later ones are `duplicate`). Holds the ids seen, not the images.
 
     Images whose shorter side is below `min_side`, as read or once downscaled to `max_side` (a thin
     strip), are rejected as `too_small`: the models downstream cannot work on them."""
-    seeds: dict[str, Seed] = {}
-    rejects: list[SeedReject] = []
+    first: dict[str, str] = {}  # content id -> the source that gave it first
     for source, raw in inputs:
         try:
             img = raw if isinstance(raw, Image.Image) else open_image(raw, max_pixels, source, min_side)
@@ -166,14 +171,23 @@ def ingest(inputs: list[tuple[str, Image.Image | bytes]], max_side: int, max_pix
                 raise InputRejected("too_small", f"{size[0]}x{size[1]} becomes {img.width}x{img.height} at "
                                     f"max_side {max_side}, shorter side below min_side {min_side}")
         except InputRejected as exc:
-            rejects.append(SeedReject(source, exc.reason, exc.detail))
+            yield SeedReject(source, exc.reason, exc.detail)
             continue
         except Exception as exc:  # noqa: BLE001 - a hostile file may break decoding or conversion anywhere
-            rejects.append(SeedReject(source, "undecodable", error_detail(exc)))
+            yield SeedReject(source, "undecodable", error_detail(exc))
             continue
         sid = image_id(img)
-        if sid in seeds:
-            rejects.append(SeedReject(source, "duplicate", f"same content as {seeds[sid].source}"))
+        if sid in first:
+            yield SeedReject(source, "duplicate", f"same content as {first[sid]}")
             continue
-        seeds[sid] = Seed(sid, img, source)
-    return [seeds[k] for k in sorted(seeds)], rejects
+        first[sid] = source
+        yield Seed(sid, img, source)
+
+
+def ingest(inputs: Iterable[tuple[str, Image.Image | bytes]], max_side: int, max_pixels: int,
+           min_side: int = 1) -> tuple[list[Seed], list[SeedReject]]:
+    """`normalised` collected: (seeds sorted by id, rejects in input order). For small sets; the stage streams."""
+    seeds, rejects = [], []
+    for out in normalised(inputs, max_side, max_pixels, min_side):
+        (seeds if isinstance(out, Seed) else rejects).append(out)
+    return sorted(seeds, key=lambda s: s.id), rejects

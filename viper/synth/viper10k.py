@@ -7,16 +7,17 @@ instruction). The on-disk format (schema, manifest, card, verified reading) is v
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterable, Iterator
 
 from PIL import Image
 
 from viper.store.cache import ItemStore, image_digest, make_key
-from viper.store.io import png_bytes, sha256_file, write_shards
+from viper.store.io import ShardWriter, png_bytes, sha256_file
 from viper.synth.executor import Batched
 from viper.synth.runner import Failed, StepStats, memoised
 
 DECISION_COLUMNS = ["edit_id", "id", "clip_similarity", "kept", "reason", "detail"]
+CLIP_BATCH = 64
 
 
 def _similarity(clip: Any, pairs: list[tuple[Image.Image, Image.Image]]) -> list[bytes]:
@@ -35,11 +36,12 @@ def clip_similarities(clip: Any, pairs: list[dict], originals: dict[str, Image.I
     b = [edited[p["edit_id"]] for p in pairs]
     keys = [make_key("clip_filter", model, {"a": image_digest(x), "b": image_digest(y)}) for x, y in zip(a, b)]
 
-    values = memoised(keys, Batched("clip", clip, _similarity, list(zip(a, b))), cache, "clip_filter", stats, 64,
-                      max_reject_fraction)
+    values = memoised(keys, Batched("clip", clip, _similarity, list(zip(a, b))), cache, "clip_filter", stats,
+                      CLIP_BATCH, max_reject_fraction)
     sims = [v if isinstance(v, Failed) else float(v) for v in values]
     failed = [v for v in sims if isinstance(v, Failed)]
-    stats.items_in, stats.items_out = len(pairs), len(pairs) - len(failed)
+    stats.items_in += len(pairs)  # adds up over a streaming stage's windows
+    stats.items_out += len(pairs) - len(failed)
     stats.rejects.update(v.reason for v in failed)
     return sims
 
@@ -73,24 +75,25 @@ def apply_verdicts(decisions: list[dict], verdicts: list[dict], unparsable: list
             d.update(kept=False, reason="judge_rejected", detail=by_key[d["edit_id"]]["reason"])
 
 
-def caption_samples(refinements: list[dict], images: dict[str, Image.Image]):
+def caption_samples(refinements: list[dict], image: Callable[[str], Image.Image]) -> Iterator[dict]:
+    """One sample per refinement row; `image(id)` is read as each sample is written."""
     for r in refinements:
-        yield {"__key__": r["id"], "png": png_bytes(images[r["id"]]),
+        yield {"__key__": r["id"], "png": png_bytes(image(r["id"])),
                "json": {"id": r["id"], "caption": r["caption"], "refinements": r["refinements"]}}
 
 
-def operation_samples(pairs: list[dict], originals: dict[str, Image.Image], edited: dict[str, Image.Image]):
+def operation_samples(pairs: list[dict], original: Callable[[str], Image.Image],
+                      edited: Callable[[str], Image.Image]) -> Iterator[dict]:
     for p in pairs:
-        yield {"__key__": p["edit_id"], "src.png": png_bytes(originals[p["id"]]),
-               "edited.png": png_bytes(edited[p["edit_id"]]),
+        yield {"__key__": p["edit_id"], "src.png": png_bytes(original(p["id"])),
+               "edited.png": png_bytes(edited(p["edit_id"])),
                "json": {k: p[k] for k in ("id", "edit_id", "category", "entity", "instruction")}}
 
 
-def write_subset(out_dir: Path, samples: Any, shard_size: int) -> list[dict]:
-    """Write one subset's shards; return their manifest entries (file, sha256, count)."""
-    entries = []
-    samples = list(samples)
-    for i, path in enumerate(write_shards(out_dir, iter(samples), shard_size)):
-        count = min(shard_size, len(samples) - i * shard_size)
-        entries.append({"file": path.name, "sha256": sha256_file(path), "count": count})
-    return entries
+def write_subset(out_dir: Path, samples: Iterable[dict], shard_size: int) -> list[dict]:
+    """Write one subset's shards, a sample at a time; return their manifest entries (file, sha256, count)."""
+    with ShardWriter(out_dir, shard_size) as writer:
+        for sample in samples:
+            writer.write(sample)
+    return [{"file": path.name, "sha256": sha256_file(path), "count": count}
+            for path, count in zip(writer.paths, writer.counts)]
