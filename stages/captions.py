@@ -19,7 +19,7 @@ def main() -> None:
                    engine=p.vllm)
     task, cache, model = CaptionTask(p.captions.max_new_tokens), open_cache(), vlm_identity(args.models, p.vlm.backend)
     stats, rows, rejects = StepStats("captions"), [], []
-    for keys in windows(seeds, window_size(p.vlm.batch_size)):
+    for keys in windows(list(seeds), window_size(p.vlm.batch_size), "captions"):
         items = [{"key": k, "image": seeds.image(k)} for k in keys]
         out, bad = run_vlm_task(task, items, vlm, seed=p.seed, temperature=p.vlm.temperature,
                                 max_retries=p.vlm.max_retries, cache=cache, model=model, stats=stats)

@@ -25,7 +25,7 @@ def main() -> None:
     task = EditPlanTask(p.edit_plans.max_new_tokens, p.edit_plans.max_instruction_chars)
     cache, model = open_cache(), vlm_identity(args.models, p.vlm.backend)
     stats, rows, rejects = StepStats("edit_plans"), [], []
-    for window in windows(refinements, window_size(p.vlm.batch_size)):
+    for window in windows(refinements, window_size(p.vlm.batch_size), "edit_plans"):
         items = [{"key": r["id"], "image": seeds.image(r["id"]), "caption": planning_context(r)} for r in window]
         out, bad = run_vlm_task(task, items, vlm, seed=p.seed, temperature=p.vlm.temperature,
                                 max_retries=p.vlm.max_retries, cache=cache, model=model, stats=stats)

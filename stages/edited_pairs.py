@@ -25,7 +25,7 @@ def main() -> None:
     stats, rejects = StepStats("edited_pairs"), []
     with atomic_dir(args.out) as tmp:
         with ShardWriter(tmp, 1000) as shards:
-            for window in windows(plans, window_size(p.edited_pairs.batch_size)):
+            for window in windows(plans, window_size(p.edited_pairs.batch_size), "edited_pairs"):
                 originals = {pl["id"]: seeds.image(pl["id"]) for pl in window if pl["id"] in seeds}
                 done, bad, _ = apply_edits(editor, window, originals, p.edited_pairs, p.seed, cache, model, stats)
                 for pl, img in done:

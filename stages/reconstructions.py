@@ -21,7 +21,7 @@ def main() -> None:
     stats, rejects = StepStats("reconstructions"), []
     with atomic_dir(args.out) as tmp:
         with ShardWriter(tmp, 1000) as shards:
-            for window in windows(captions, window_size(p.reconstructions.batch_size)):
+            for window in windows(captions, window_size(p.reconstructions.batch_size), "reconstructions"):
                 done, bad, _ = reconstruct(t2i, window, p.reconstructions, p.seed, cache, model, stats)
                 for c, img in done:
                     shards.write({"__key__": c["id"], "png": png_bytes(img),

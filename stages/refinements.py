@@ -24,7 +24,7 @@ def main() -> None:
     task = RefineTask(p.refinements.max_new_tokens, p.refinements.max_items, p.refinements.max_item_chars)
     cache, model = open_cache(), vlm_identity(args.models, p.vlm.backend)
     stats, rows, rejects = StepStats("refinements"), [], []
-    for keys in windows(recons, window_size(p.vlm.batch_size)):
+    for keys in windows(list(recons), window_size(p.vlm.batch_size), "refinements"):
         items = [{"key": k, "image": seeds.image(k), "reconstruction": recons.image(k),
                   "caption": recons.meta(k)["caption"]} for k in keys]
         out, bad = run_vlm_task(task, items, vlm, seed=p.seed, temperature=p.vlm.temperature,

@@ -28,7 +28,7 @@ def main() -> None:
     cache = open_cache()
     clip, clip_model = load_clip(args.models, p.models), model_identity(args.models, "clip")
     clip_stats, sims = StepStats("clip_filter"), []
-    for window in windows(pairs, window_size(v10k.CLIP_BATCH)):
+    for window in windows(pairs, window_size(v10k.CLIP_BATCH), "clip_filter"):
         sims += v10k.clip_similarities(clip, window, {q["id"]: seeds.image(q["id"]) for q in window},
                                        {q["edit_id"]: edited.image(q["edit_id"]) for q in window}, cache,
                                        clip_model, clip_stats, p.viper10k.clip_max_reject_fraction)
@@ -40,7 +40,7 @@ def main() -> None:
     task, vlm_model = JudgeTask(p.viper10k.judge_max_new_tokens), vlm_identity(args.models, p.vlm.backend)
     judge_stats, verdicts, unparsable = StepStats("judge"), [], []
     kept_pairs = [q for d, q in zip(decisions, pairs) if d["kept"]]
-    for window in windows(kept_pairs, window_size(p.vlm.batch_size)):
+    for window in windows(kept_pairs, window_size(p.vlm.batch_size), "judge"):
         candidates = [{"key": q["edit_id"], "image": seeds.image(q["id"]), "edited": edited.image(q["edit_id"]),
                        "instruction": q["instruction"]} for q in window]
         out, bad = run_vlm_task(task, candidates, vlm, seed=p.seed, temperature=p.vlm.temperature,

@@ -41,6 +41,18 @@ def test_status_of_a_partly_built_pipeline(tmp_path, monkeypatch, capsys):
     assert rows["captions"]["cache_misses"] >= 6 and rows["captions"]["cached_calls"] >= 6
     assert rows["refinements"]["state"] == "new" and rows["benchmark"]["state"] == "new"
 
+    # while a driver streams through a step (here: this process), status shows how far it got
+    import os
+
+    from viper.synth.stream import PROGRESS_DIR
+
+    PROGRESS_DIR.mkdir(exist_ok=True)  # the captions run left it (empty)
+    (PROGRESS_DIR / "judge.json").write_text(json.dumps({"done": 64, "total": 200, "pid": os.getpid(),
+                                                         "host": os.uname().nodename}))
+    assert main(["status", "--json"]) == 0
+    rows = {r["stage"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows["viper10k"]["state"] == "running judge 64/200" and rows["captions"]["state"] == "done"
+
 
 def test_verify_reports_counts_or_names_the_bad_shard(tmp_path, capsys):
     from tests.store.viper10k_data import make_dataset

@@ -1,6 +1,7 @@
 """`viper`: where a pipeline stands, the item cache, and publishing / pulling Viper10K.
 
-    viper status          per stage: DVC state, items in/out, rejects, cache hits/misses, cached calls
+    viper status          per stage: DVC state (or progress while running), items in/out, rejects, cache
+                          hits/misses, cached calls (live: counted in the item store)
     viper cache info      cached model calls per step, and where the cache lives
     viper cache clear     delete the item cache (always safe: it only costs recomputation)
     viper publish --license L [--name viper10k] [--remote R] [--tag T]
@@ -47,9 +48,14 @@ def _total(parts: list[dict], key: str) -> int | None:
 
 
 def status_rows(root: Path) -> list[dict]:
+    from viper.synth.stream import running
+
     cached = open_cache().counts() if cache_exists() else {}
     rows = []
     for stage, state in stage_states(root).items():
+        live = [(s, info) for s in CACHE_STEPS.get(stage, (stage,)) if (info := running(s))]
+        if live:  # a driver is streaming through it now (items done before its current window)
+            state = "running " + ", ".join(f"{s} {i['done']}/{i['total']}" for s, i in live)
         path = root / "reports" / "metrics" / f"{stage}.json"
         m = json.loads(path.read_text()) if path.exists() else {}
         parts = [m.get(k) or {} for k in CACHE_STEPS.get(stage, ())] or [m]
