@@ -1,7 +1,7 @@
 """Stage `captions`: the VLM describes every seed image (streamed: one window of images decoded at a time)."""
 
 from viper.config import load_stage_params
-from viper.models import load_vlm, vlm_identity, vlm_metrics
+from viper.models import round_vlm, synthesis_vlm, vlm_metrics
 from viper.records import ShardImages
 from viper.stage import run, setup, write_metrics, write_rejects
 from viper.store.cache import open_cache
@@ -12,12 +12,11 @@ from viper.synth.stream import window_size, windows
 
 
 def main() -> None:
-    args = setup("captions", __doc__, ["seeds", "models", "out", "metrics"])
+    args = setup("captions", __doc__, ["seeds", "models", "out", "metrics"], optional=("vlm",))
     p = load_stage_params("captions")
     seeds = ShardImages(args.seeds)
-    vlm = load_vlm(args.models, p.models, p.vlm.min_pixels, p.vlm.max_pixels, p.vlm.batch_size, p.vlm.backend,
-                   engine=p.vllm)
-    task, cache, model = CaptionTask(p.captions.max_new_tokens), open_cache(), vlm_identity(args.models, p.vlm.backend)
+    vlm, model = synthesis_vlm(args.models, p, args.vlm)  # --vlm: a closed-loop round's checkpoint
+    task, cache = CaptionTask(p.captions.max_new_tokens), open_cache()
     stats, rows, rejects = StepStats("captions"), [], []
     for keys in windows(list(seeds), window_size(p.vlm.batch_size), "captions"):
         items = [{"key": k, "image": seeds.image(k)} for k in keys]
@@ -29,7 +28,7 @@ def main() -> None:
     with atomic_dir(args.out) as tmp:
         write_table(tmp / "captions.parquet", rows, ["id", "caption"])
         write_rejects(tmp / "rejects.parquet", rejects)
-    write_metrics(args.metrics, {**stats.metrics(), **vlm_metrics(vlm)})
+    write_metrics(args.metrics, {**stats.metrics(), **vlm_metrics(vlm), **round_vlm(model, args.vlm)})
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 Streamed: a window of seed images is decoded at a time."""
 
 from viper.config import load_stage_params
-from viper.models import load_vlm, vlm_identity, vlm_metrics
+from viper.models import round_vlm, synthesis_vlm, vlm_metrics
 from viper.records import ShardImages, load_refinements
 from viper.stage import run, setup, write_metrics, write_rejects
 from viper.store.cache import open_cache
@@ -16,14 +16,13 @@ COLUMNS = ["id", "edit_id", "category", "entity", "instruction", "analysis"]
 
 
 def main() -> None:
-    args = setup("edit_plans", __doc__, ["seeds", "refinements", "models", "out", "metrics"])
+    args = setup("edit_plans", __doc__, ["seeds", "refinements", "models", "out", "metrics"], optional=("vlm",))
     p = load_stage_params("edit_plans")
     seeds = ShardImages(args.seeds)
     refinements = load_refinements(f"{args.refinements}/refinements.parquet")
-    vlm = load_vlm(args.models, p.models, p.vlm.min_pixels, p.vlm.max_pixels, p.vlm.batch_size, p.vlm.backend,
-                   engine=p.vllm)
+    vlm, model = synthesis_vlm(args.models, p, args.vlm)  # --vlm: a closed-loop round's checkpoint
     task = EditPlanTask(p.edit_plans.max_new_tokens, p.edit_plans.max_instruction_chars)
-    cache, model = open_cache(), vlm_identity(args.models, p.vlm.backend)
+    cache = open_cache()
     stats, rows, rejects = StepStats("edit_plans"), [], []
     for window in windows(refinements, window_size(p.vlm.batch_size), "edit_plans"):
         items = [{"key": r["id"], "image": seeds.image(r["id"]), "caption": planning_context(r)} for r in window]
@@ -35,7 +34,7 @@ def main() -> None:
     with atomic_dir(args.out) as tmp:
         write_table(tmp / "edit_plans.parquet", rows, COLUMNS)
         write_rejects(tmp / "rejects.parquet", rejects)
-    metrics = {**stats.metrics(), **vlm_metrics(vlm)}
+    metrics = {**stats.metrics(), **vlm_metrics(vlm), **round_vlm(model, args.vlm)}
     metrics["categories"] = {c: sum(r["category"] == c for r in rows) for c in sorted({r["category"] for r in rows})}
     write_metrics(args.metrics, metrics)
 

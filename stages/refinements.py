@@ -5,7 +5,7 @@ Streamed: the two images of a window of items are decoded at a time."""
 import json
 
 from viper.config import load_stage_params
-from viper.models import load_vlm, vlm_identity, vlm_metrics
+from viper.models import round_vlm, synthesis_vlm, vlm_metrics
 from viper.records import ShardImages
 from viper.stage import run, setup, write_metrics, write_rejects
 from viper.store.cache import open_cache
@@ -16,13 +16,12 @@ from viper.synth.stream import window_size, windows
 
 
 def main() -> None:
-    args = setup("refinements", __doc__, ["seeds", "reconstructions", "models", "out", "metrics"])
+    args = setup("refinements", __doc__, ["seeds", "reconstructions", "models", "out", "metrics"], optional=("vlm",))
     p = load_stage_params("refinements")
     seeds, recons = ShardImages(args.seeds), ShardImages(args.reconstructions)
-    vlm = load_vlm(args.models, p.models, p.vlm.min_pixels, p.vlm.max_pixels, p.vlm.batch_size, p.vlm.backend,
-                   engine=p.vllm)
+    vlm, model = synthesis_vlm(args.models, p, args.vlm)  # --vlm: a closed-loop round's checkpoint
     task = RefineTask(p.refinements.max_new_tokens, p.refinements.max_items, p.refinements.max_item_chars)
-    cache, model = open_cache(), vlm_identity(args.models, p.vlm.backend)
+    cache = open_cache()
     stats, rows, rejects = StepStats("refinements"), [], []
     for keys in windows(list(recons), window_size(p.vlm.batch_size), "refinements"):
         items = [{"key": k, "image": seeds.image(k), "reconstruction": recons.image(k),
@@ -37,7 +36,7 @@ def main() -> None:
     with atomic_dir(args.out) as tmp:
         write_table(tmp / "refinements.parquet", rows, ["id", "caption", "refinements"])
         write_rejects(tmp / "rejects.parquet", rejects)
-    metrics = {**stats.metrics(), **vlm_metrics(vlm)}
+    metrics = {**stats.metrics(), **vlm_metrics(vlm), **round_vlm(model, args.vlm)}
     metrics["faithful_captions"] = sum(r["refinements"] == "[]" for r in rows)
     write_metrics(args.metrics, metrics)
 

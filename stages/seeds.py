@@ -5,13 +5,11 @@ will be in the shards; the shards are then written in id order from there. Memor
 the images, however large the folder.
 """
 
-import shutil
-
 from viper.config import load_stage_params
 from viper.stage import run, setup, write_metrics, write_rejects
-from viper.store.io import atomic_dir, png_bytes, write_shards
-from viper.synth.runner import Reject, StepStats, check_reject_fraction
-from viper.synth.seeds import Seed, folder_inputs, normalised, synthetic_seeds
+from viper.store.io import atomic_dir
+from viper.synth.runner import StepStats, check_reject_fraction
+from viper.synth.seeds import folder_inputs, normalised, synthetic_seeds, write_seed_shards
 
 
 def main() -> None:
@@ -23,27 +21,12 @@ def main() -> None:
         inputs = folder_inputs(args.folder)
     stats = StepStats("seeds")
     with atomic_dir(args.out) as tmp:
-        staging = tmp / ".staging"
-        staging.mkdir()
-        seeds: dict[str, dict] = {}  # id -> its JSON record
-        rejects: list[Reject] = []
-        for out in normalised(inputs, p.seeds.max_side, p.seeds.max_pixels, p.seeds.min_side):
-            stats.items_in += 1
-            if isinstance(out, Seed):
-                (staging / out.id).write_bytes(png_bytes(out.image))
-                seeds[out.id] = {"id": out.id, "source": out.source, "width": out.image.width,
-                                 "height": out.image.height}
-            else:
-                rejects.append(Reject(out.source, out.reason, out.detail))
-        stats.items_out = len(seeds)
-        stats.rejects.update(r.reason for r in rejects)
+        seeds, rejects = write_seed_shards(tmp, normalised(inputs, p.seeds.max_side, p.seeds.max_pixels,
+                                                           p.seeds.min_side), stats)
         if not seeds:
             raise SystemExit(f"seeds: no usable image among {stats.items_in} inputs (source={p.seeds.source}, "
                              f"folder={args.folder}); reasons: {dict(stats.rejects)}")
         check_reject_fraction(stats, p.seeds.max_reject_fraction)
-        write_shards(tmp, ({"__key__": k, "png": (staging / k).read_bytes(), "json": seeds[k]}
-                           for k in sorted(seeds)), shard_size=1000)
-        shutil.rmtree(staging)
         write_rejects(tmp / "rejects.parquet", rejects)
     write_metrics(args.metrics, stats.metrics())
 

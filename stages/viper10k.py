@@ -7,7 +7,7 @@ from collections import Counter
 from pathlib import Path
 
 from viper.config import load_stage_params
-from viper.models import load_clip, load_vlm, model_identity, vlm_identity, vlm_metrics
+from viper.models import load_clip, model_identity, round_vlm, synthesis_vlm, vlm_metrics
 from viper.records import ShardImages, load_refinements
 from viper.stage import run, setup, write_metrics
 from viper.store.cache import open_cache
@@ -20,7 +20,8 @@ from viper.synth.stream import window_size, windows
 
 
 def main() -> None:
-    args = setup("viper10k", __doc__, ["seeds", "refinements", "edited_pairs", "models", "out", "metrics"])
+    args = setup("viper10k", __doc__, ["seeds", "refinements", "edited_pairs", "models", "out", "metrics"],
+                 optional=("vlm",))
     p = load_stage_params("viper10k")
     seeds, edited = ShardImages(args.seeds), ShardImages(args.edited_pairs)
     pairs = [edited.meta(k) for k in edited]
@@ -35,9 +36,8 @@ def main() -> None:
     check_reject_fraction(clip_stats, p.viper10k.clip_max_reject_fraction)
     decisions = v10k.clip_decisions(sims, pairs, p.viper10k.clip_min, p.viper10k.clip_max)
 
-    vlm = load_vlm(args.models, p.models, p.vlm.min_pixels, p.vlm.max_pixels, p.vlm.batch_size, p.vlm.backend,
-                   engine=p.vllm)
-    task, vlm_model = JudgeTask(p.viper10k.judge_max_new_tokens), vlm_identity(args.models, p.vlm.backend)
+    vlm, vlm_model = synthesis_vlm(args.models, p, args.vlm)  # --vlm: a closed-loop round's checkpoint
+    task = JudgeTask(p.viper10k.judge_max_new_tokens)
     judge_stats, verdicts, unparsable = StepStats("judge"), [], []
     kept_pairs = [q for d, q in zip(decisions, pairs) if d["kept"]]
     for window in windows(kept_pairs, window_size(p.vlm.batch_size), "judge"):
@@ -63,6 +63,8 @@ def main() -> None:
             tmp, v10k.operation_samples([q for q in pairs if q["edit_id"] in kept], seeds.image, edited.image),
             p.viper10k.shard_size)
     models = {role: model_identity(args.models, role) for role in ("vlm", "t2i", "edit", "clip")}
+    if args.vlm:  # the judge (and the captions, critiques and plans before it) came from a round's checkpoint
+        models["vlm"] = {k: v for k, v in round_vlm(vlm_model, args.vlm)["vlm"].items() if k != "backend"}
     man = build_manifest(entries, models=models, params={"viper10k": p.viper10k.dump(), "seed": p.seed})
     write_json(out / "manifest.json", man)
     atomic_write_bytes(out / "README.md", card(man).encode())
@@ -73,7 +75,7 @@ def main() -> None:
         "edits_in": len(pairs), "edits_valid": len(valid), "edits_kept": len(kept),
         "survival": round(len(kept) / len(pairs), 4) if pairs else 0.0,
         "rejects": dict(sorted(reasons.items())), "clip_filter": clip_stats.metrics(),
-        "judge": {**judge_stats.metrics(), **vlm_metrics(vlm)},
+        "judge": {**judge_stats.metrics(), **vlm_metrics(vlm), **round_vlm(vlm_model, args.vlm)},
         "caption_refining": man["subsets"]["caption_refining"]["count"],
         "visual_operation": man["subsets"]["visual_operation"]["count"],
     })

@@ -9,7 +9,13 @@ from viper.config import RUNTIME_SECTIONS, Params, leaf_keys, pipeline_stages, s
 
 TRAIN_EVAL = ["models", "cold_start", "rl_stage1", "rl_stage2", "bench_data", "predictions", "benchmark"]
 SYNTHESIS = ["seeds", "captions", "reconstructions", "refinements", "edit_plans", "edited_pairs", "viper10k"]
+# Closed-loop rounds (rounds/dvc.yaml): foreach groups; most run round 0's script (round_captions: captions.py).
+ROUNDS = ["round_seeds", "round_captions", "round_reconstructions", "round_refinements", "round_edit_plans",
+          "round_edited_pairs", "round_viper10k", "round_train_set", "round_rl_stage1", "round_rl_stage2",
+          "round_predictions", "round_metrics"]
+OWN_SCRIPTS = {"round_seeds", "round_train_set", "round_metrics"}
 STAGES = TRAIN_EVAL + SYNTHESIS
+ALL = STAGES + ROUNDS
 
 
 def _covers(declared: str, leaf: str) -> bool:
@@ -28,6 +34,23 @@ def test_every_stage_exists_with_its_own_script(root):
     assert all(stages[name]["wdir"] == ".." for name in SYNTHESIS)  # run from the root like the others
 
 
+def test_round_groups_unroll_the_loop_tables_with_round_zero_scripts(root):
+    spec = yaml.safe_load((root / "rounds" / "dvc.yaml").read_text())
+    assert spec["vars"] == ["../params.yaml"] and list(spec["stages"]) == ROUNDS
+    for name, group in spec["stages"].items():
+        table = "measured" if name == "round_metrics" else "rounds"
+        assert group["foreach"] == f"${{loop.unrolled.{table}}}", name
+        do = group["do"]
+        script = name if name in OWN_SCRIPTS else name.removeprefix("round_")
+        assert do["cmd"].startswith(f"python stages/{script}.py") and f"stages/{script}.py" in do["deps"], name
+        assert do["wdir"] == ".." and (root / "stages" / f"{script}.py").exists(), name
+        outs = [o if isinstance(o, str) else next(iter(o)) for o in do.get("outs", [])]
+        outs += [next(iter(m)) for m in do.get("metrics", [])]
+        assert outs and all(o.startswith(("data/rounds/${key}/", "reports/rounds/${key}/")) for o in outs), name
+        if "--vlm" in do["cmd"]:  # the synthesis VLM is the previous round's final model, a tracked dependency
+            assert "${item.prev}/checkpoints/stage2" in do["deps"], name
+
+
 def test_training_reads_the_dataset_only_through_dataset_dir(root):
     """What lets a pulled Viper10K stand in for synthesis: no training or evaluation stage names
     data/viper10k or any synthesis output directly, so with dataset.dir elsewhere none is an ancestor."""
@@ -44,23 +67,27 @@ def test_training_reads_the_dataset_only_through_dataset_dir(root):
 
 def test_declared_params_exist_in_schema(root):
     leaves = leaf_keys(Params)
-    for name in STAGES:
+    for name in ALL:
         for key in stage_declared_params(name, root):
             assert any(_covers(key, leaf) for leaf in leaves), f"{name} declares unknown param {key}"
 
 
 def test_every_schema_leaf_is_read_by_some_stage(root):
-    """Except the runtime sections (how work runs, never what it computes), which no stage may declare."""
-    declared = [k for name in STAGES for k in stage_declared_params(name, root)]
+    """Except the runtime sections (how work runs, never what it computes), which no stage may declare, and
+    loop.unrolled, which DVC itself reads (the foreach tables of rounds/dvc.yaml)."""
+    declared = [k for name in ALL for k in stage_declared_params(name, root)]
     for leaf in leaf_keys(Params):
+        if leaf == "loop.unrolled":
+            continue
         runtime = leaf.split(".")[0] in RUNTIME_SECTIONS
         assert runtime != any(_covers(d, leaf) for d in declared), \
             f"param {leaf} is {'declared by a stage' if runtime else 'declared by no stage'}"
 
 
 def test_stage_scripts_read_params_through_their_own_view(root):
-    """Each script loads exactly its own stage's view, so StageParams enforces the declaration."""
-    for name in STAGES:
+    """Each script loads exactly its own stage's view, so StageParams enforces the declaration (round stages
+    running round 0's scripts get their group's view through $DVC_STAGE: viper.config.running_stage)."""
+    for name in STAGES + sorted(OWN_SCRIPTS):
         src = (root / "stages" / f"{name}.py").read_text()
         assert re.findall(r'load_stage_params\("(\w+)"\)', src) == [name], name
         assert "load_params(" not in src and "params.yaml" not in src, name

@@ -4,6 +4,8 @@
                           hits/misses, cached calls (live: counted in the item store)
     viper cache info      cached model calls per step, and where the cache lives
     viper cache clear     delete the item cache (always safe: it only costs recomputation)
+    viper loop N          set N closed-loop rounds after round 0 (loop.rounds + the tables rounds/dvc.yaml
+                          unrolls, in params.yaml); then `dvc exp run` or `dvc repro`
     viper publish --license L [--name viper10k] [--remote R] [--tag T]
                           copy the built data/viper10k into releases/<name> with a full card, push it to the
                           DVC remote and commit its .dvc file (see viper/publish.py)
@@ -21,11 +23,20 @@ from pathlib import Path
 
 import yaml
 
-from viper.config import LOCK_FILES, pipeline_stages
+from viper.config import LOCK_FILES, ROUNDS_FILE, ROUNDS_LOCK, pipeline_stages
 from viper.store.cache import cache_exists, clear_cache, open_cache
 
 # The cache step names each stage writes (viper10k runs two model steps).
 CACHE_STEPS = {"viper10k": ("clip_filter", "judge")}
+
+
+def round_stage_names(root: Path) -> list[str]:
+    """The closed-loop round stages params.yaml unrolls, round by round (rounds/dvc.yaml's groups)."""
+    loop = (yaml.safe_load((root / "params.yaml").read_text()) or {}).get("loop") or {}
+    tables = loop.get("unrolled") or {}
+    groups = list(yaml.safe_load((root / ROUNDS_FILE).read_text())["stages"]) if (root / ROUNDS_FILE).exists() else []
+    names = [f"{g}@{k}" for k in (tables.get("rounds") or {}) for g in groups if g != "round_metrics"]
+    return names + [f"round_metrics@{k}" for k in (tables.get("measured") or {})]
 
 
 def stage_states(root: Path) -> dict[str, str]:
@@ -33,13 +44,14 @@ def stage_states(root: Path) -> dict[str, str]:
     from dvc.repo import Repo
 
     locked: set[str] = set()
-    for f in LOCK_FILES:
+    for f in (*LOCK_FILES, ROUNDS_LOCK):
         lock = root / f
         if lock.exists():
             locked |= set((yaml.safe_load(lock.read_text()) or {}).get("stages", {}))
     with Repo(str(root)) as repo:
         changed = {name.rpartition(":")[2] for name in repo.status()}  # "synthesis/dvc.yaml:captions"
-    return {s: "new" if s not in locked else "changed" if s in changed else "done" for s in pipeline_stages(root)}
+    names = [*pipeline_stages(root), *round_stage_names(root)]
+    return {s: "new" if s not in locked else "changed" if s in changed else "done" for s in names}
 
 
 def _total(parts: list[dict], key: str) -> int | None:
@@ -53,12 +65,15 @@ def status_rows(root: Path) -> list[dict]:
     cached = open_cache().counts() if cache_exists() else {}
     rows = []
     for stage, state in stage_states(root).items():
-        live = [(s, info) for s in CACHE_STEPS.get(stage, (stage,)) if (info := running(s))]
+        group, _, k = stage.partition("@")  # a round's stage runs round 0's script: same steps, its own files
+        base = group.removeprefix("round_") if k else stage
+        live = [(s, info) for s in CACHE_STEPS.get(base, (base,)) if (info := running(f"{s}@{k}" if k else s))]
         if live:  # a driver is streaming through it now (items done before its current window)
             state = "running " + ", ".join(f"{s} {i['done']}/{i['total']}" for s, i in live)
-        path = root / "reports" / "metrics" / f"{stage}.json"
+        path = (root / "reports" / "rounds" / k / "metrics" / f"{base}.json" if k
+                else root / "reports" / "metrics" / f"{stage}.json")
         m = json.loads(path.read_text()) if path.exists() else {}
-        parts = [m.get(k) or {} for k in CACHE_STEPS.get(stage, ())] or [m]
+        parts = [m.get(s) or {} for s in CACHE_STEPS.get(base, ())] or [m]
         rows.append({
             "stage": stage, "state": state,
             "in": m.get("items_in", m.get("edits_in", m.get("examples"))),
@@ -66,7 +81,7 @@ def status_rows(root: Path) -> list[dict]:
             "rejects": sum((m.get("rejects") or {}).values()) if "rejects" in m else None,
             "cache_hits": _total(parts, "cache_hits"),
             "cache_misses": _total(parts, "cache_misses"),
-            "cached_calls": sum(cached.get(s, 0) for s in CACHE_STEPS.get(stage, (stage,))) or None,
+            "cached_calls": sum(cached.get(s, 0) for s in CACHE_STEPS.get(base, (base,))) or None,
         })
     return rows
 
@@ -101,7 +116,13 @@ def main(argv: list[str] | None = None) -> int:
     pl.add_argument("--url", action="store_true", help="SOURCE is a plain URL or directory (dvc import-url)")
     ver = sub.add_parser("verify", help="check a Viper10K directory")
     ver.add_argument("dir")
+    lp = sub.add_parser("loop", help="set the number of closed-loop rounds in params.yaml")
+    lp.add_argument("rounds", type=int, help="rounds after round 0 (0 = the single-cycle pipeline)")
+    lp.add_argument("--params", default="params.yaml", help="the params file to change")
     args = parser.parse_args(argv)
+
+    if args.command == "loop":
+        return _loop_command(args)
 
     if args.command in ("publish", "pull", "verify"):
         return _dataset_command(args)
@@ -123,6 +144,28 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  ({len(unfinished)} unfinished writes of killed workers: never read; `viper cache clear` removes them)")
     else:
         print(f"cleared the item cache in {clear_cache()}")
+    return 0
+
+
+def _loop_command(args: argparse.Namespace) -> int:
+    from viper.loop import write_unrolled
+
+    if args.rounds < 0:
+        print("viper loop: the number of rounds must be 0 or more", file=sys.stderr)
+        return 2
+    if not Path(args.params).exists():
+        print(f"viper loop: {args.params} not found; run it from the repository root", file=sys.stderr)
+        return 2
+    try:
+        tables = write_unrolled(args.params, args.rounds)
+    except (ValueError, KeyError) as err:
+        print(f"viper loop: {err}", file=sys.stderr)
+        return 1
+    stages = [f"round_*@{k}" for k in tables["rounds"]]
+    print(f"{args.params}: loop.rounds = {args.rounds}"
+          + (f"; rounds/dvc.yaml now has the stages {', '.join(stages)} (and round_metrics@0..{args.rounds})"
+             if stages else "; rounds/dvc.yaml has no stages (the single-cycle pipeline)")
+          + "\nnext: `dvc exp run` (an experiment; add -S loop.data=window etc. as you like) or `dvc repro`")
     return 0
 
 

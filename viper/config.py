@@ -303,6 +303,31 @@ class Stream(_Section):
         "under Ray keep it >= workers x batch size so that every actor has a batch."))
 
 
+class Loop(_Section):
+    """Closed-loop rounds after round 0 (viper/loop.py, rounds/dvc.yaml, README "Closed-loop rounds")."""
+    rounds: int = Field(0, ge=0, description=(
+        "Rounds after round 0, each synthesising with the previous round's stage-2 model; 0 = the single "
+        "cycle of the paper. Change it with `viper loop N`, which also writes `unrolled`."))
+    init: Literal["continue", "base"] = Field("continue", description=(
+        "Where round k's RL starts: continue = round k-1's stage-2 model (ViPER's closed loop, SPIN); base = "
+        "the round-0 start model every round (ReST-EM)."))
+    data: Literal["replace", "window", "accumulate"] = Field("accumulate", description=(
+        "What round k trains on: replace = its own data only; window = rounds k-1 and k; accumulate = rounds "
+        "0..k (keeps error bounded where replacing compounds it: Gerstgrasser et al. 2024)."))
+    fresh_seed_fraction: float = Field(0.25, ge=0.0, le=1.0, description=(
+        "Share of round k's seed images that are new (the rest are round 0's, a different subset each "
+        "round): newly generated scenes for seeds.source synthetic, unused real images of `seed_pool` for "
+        "folder. A real anchor against self-consumption (Alemohammad et al. 2023)."))
+    seed_pool: str = Field("data/seed_images", min_length=1, description=(
+        "With seeds.source folder: the folder fresh real seeds come from (images round 0 or an earlier round "
+        "used are skipped; each round takes the next ones in id order). A DVC dependency of round_seeds."))
+    diversity_margin: float = Field(0.1, ge=0.0, le=1.0, description=(
+        "Flag a round whose diversity indicator (distinct-n, 1 - mean pairwise caption similarity) falls "
+        "by more than this fraction of the previous round's value."))
+    unrolled: dict = Field(default_factory=lambda: {"rounds": {}, "measured": {}}, description=(
+        "The foreach tables of rounds/dvc.yaml, written by `viper loop N`: not to be edited by hand."))
+
+
 RUNTIME_SECTIONS = ("ray", "stream")  # params that choose how work runs, never what it computes: no stage depends on them
 
 
@@ -326,6 +351,14 @@ class Params(_Section):
     benchmark: Benchmark
     ray: RayExecutor = Field(default_factory=RayExecutor)
     stream: Stream = Field(default_factory=Stream)
+    loop: Loop = Field(default_factory=Loop)
+
+    @model_validator(mode="after")
+    def _loop_unrolled(self) -> "Params":
+        from viper.loop import check_unrolled
+
+        check_unrolled(self.loop.rounds, self.loop.unrolled, self.dataset.dir)
+        return self
 
     @model_validator(mode="after")
     def _verl_needs_cuda(self) -> "Params":
@@ -347,6 +380,8 @@ def _format_error(err: ValidationError, source: str) -> str:
             lines.append(f"  {key}: unknown key (check the spelling; see params.yaml for the known keys)")
         elif e["type"] == "missing":
             lines.append(f"  {key}: required key is missing")
+        elif not e["loc"]:  # a rule across sections: its message says it all (the input is the whole file)
+            lines.append("  " + e["msg"].removeprefix("Value error, "))
         else:
             lines.append(f"  {key}: {e['msg']} (got {e.get('input')!r})")
     return "\n".join(lines)
@@ -370,29 +405,52 @@ def load_params(path: str | Path = "params.yaml") -> Params:
 # (a file of its own so training on a pulled dataset never reaches it). Stage names are unique across both.
 PIPELINE_FILES = ("dvc.yaml", "synthesis/dvc.yaml")
 LOCK_FILES = tuple(f.replace("dvc.yaml", "dvc.lock") for f in PIPELINE_FILES)  # what DVC writes beside each
+# Closed-loop rounds 1..N (viper/loop.py): foreach groups, expanded by DVC into `<group>@<round>` stages; none
+# when loop.rounds is 0. Their scripts are round 0's (captions.py runs `captions` and `round_captions@k`).
+ROUNDS_FILE = "rounds/dvc.yaml"
+ROUNDS_LOCK = "rounds/dvc.lock"
 
 
-def pipeline_stages(root: str | Path = ".") -> dict[str, dict]:
-    """Every stage of the pipeline, name -> its dvc.yaml entry, in file order."""
+def pipeline_stages(root: str | Path = ".", rounds: bool = False) -> dict[str, dict]:
+    """Every stage of round 0, name -> its dvc.yaml entry, in file order; with `rounds`, then the round
+    groups of rounds/dvc.yaml, name -> their `do` template."""
     stages: dict[str, dict] = {}
-    for f in PIPELINE_FILES:
-        stages.update(yaml.safe_load((Path(root) / f).read_text())["stages"])
+    for f in PIPELINE_FILES + ((ROUNDS_FILE,) if rounds and (Path(root) / ROUNDS_FILE).exists() else ()):
+        for name, spec in yaml.safe_load((Path(root) / f).read_text())["stages"].items():
+            stages[name] = spec.get("do", spec)
     return stages
 
 
 def stage_declared_params(stage: str, root: str | Path = ".") -> list[str]:
-    """The params keys a stage declares in its dvc.yaml (dotted paths into params.yaml)."""
-    spec = pipeline_stages(root)
-    if stage not in spec:
-        raise ParamsError(f"stage {stage!r} is in none of {PIPELINE_FILES}; known: {sorted(spec)}")
+    """The params keys a stage declares in its dvc.yaml (dotted paths into params.yaml); a round stage
+    (`round_captions@2`) declares what its group's template does."""
+    spec = pipeline_stages(root, rounds=True)
+    group = stage.partition("@")[0]
+    if group not in spec:
+        raise ParamsError(f"stage {stage!r} is in none of {PIPELINE_FILES + (ROUNDS_FILE,)}; known: {sorted(spec)}")
     keys: list[str] = []
-    for entry in spec[stage].get("params", []):
+    for entry in spec[group].get("params", []):
         if isinstance(entry, dict):  # {file: [keys]} form
             for ks in entry.values():
                 keys.extend(ks)
         else:
             keys.append(entry)
     return keys
+
+
+def running_stage(script_stage: str, root: str | Path = ".") -> str:
+    """The DVC stage running this script: `script_stage` itself, or the round stage DVC names in $DVC_STAGE
+    ("rounds/dvc.yaml:round_captions@2") when that stage's command runs stages/<script_stage>.py."""
+    import os
+
+    addressed = os.environ.get("DVC_STAGE", "").rpartition(":")[2]
+    group = addressed.partition("@")[0]
+    if not addressed or group == script_stage:
+        return script_stage
+    spec = pipeline_stages(root, rounds=True).get(group)
+    if spec and str(spec.get("cmd", "")).startswith(f"python stages/{script_stage}.py"):
+        return addressed
+    return script_stage
 
 
 class UndeclaredParamError(AttributeError):
@@ -438,6 +496,7 @@ class StageParams:
 def load_stage_params(stage: str, params_path: str | Path = "params.yaml",
                       root: str | Path = ".") -> StageParams:
     params = load_params(params_path)
+    stage = running_stage(stage, root)  # a round stage declares its own params (e.g. loop.init)
     declared = frozenset(stage_declared_params(stage, root))
     return StageParams(params, declared, stage=stage)
 

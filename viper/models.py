@@ -190,10 +190,29 @@ def vlm_metrics(vlm: Any) -> dict:
     return out
 
 
-def vlm_identity(models_dir: str | Path, backend: str) -> dict:
+def vlm_identity(models_dir: str | Path, backend: str, checkpoint: str | None = None) -> dict:
     """The VLM's identity for cache keys: weights *and* backend, since vLLM and transformers sample
-    differently from the same seed (a vLLM run must not be served transformers replies)."""
+    differently from the same seed (a vLLM run must not be served transformers replies). A `checkpoint`
+    (a closed-loop round synthesising with the previous round's RL output) is identified by its content,
+    so a round whose model did not change keeps its cached calls and a retrained one gets new keys."""
+    if checkpoint:
+        return {"id": "checkpoint", "revision": "sha256:" + dir_digest(Path(checkpoint)), "backend": backend}
     return {**model_identity(models_dir, "vlm"), "backend": backend}
+
+
+def synthesis_vlm(models_dir: str | Path, p: Any, checkpoint: str | None, max_images: int = 2) -> tuple[Any, dict]:
+    """The VLM a synthesis stage calls and its cache identity: the manifest's `vlm` (round 0), or a round's
+    `checkpoint` (loaded by absolute path, so Ray actors on other working directories find it too)."""
+    path = str(Path(checkpoint).resolve()) if checkpoint else None
+    vlm = load_vlm(models_dir, p.models, p.vlm.min_pixels, p.vlm.max_pixels, p.vlm.batch_size, p.vlm.backend,
+                   path, engine=p.vllm, max_images=max_images)
+    return vlm, vlm_identity(models_dir, p.vlm.backend, checkpoint)
+
+
+def round_vlm(identity: dict, checkpoint: str | None) -> dict:
+    """For a stage's metrics: `{"vlm": identity + path}` when it ran on a round's checkpoint, else nothing
+    (round 0's metrics stay as they were)."""
+    return {"vlm": {**identity, "path": checkpoint}} if checkpoint else {}
 
 
 def load_t2i(models_dir: str | Path, models: Any) -> Any:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from viper.config import PIPELINE_FILES
+from viper.config import PIPELINE_FILES, ROUNDS_FILE
 
 ROOT = Path(__file__).resolve().parent.parent  # the project checkout this module lives in
 
@@ -35,16 +35,16 @@ def run(cmd: list[str], cwd: Path, extra_env: dict | None = None) -> str:
 
 
 def ran_stages(output: str) -> set[str]:
-    """Stage names DVC ran, without the file prefix of synthesis/dvc.yaml's stages."""
-    return set(re.findall(r"Running stage '(?:[\w/.-]+:)?(\w+)'", output))
+    """Stage names DVC ran, without the file prefix of synthesis/ and rounds/ stages (`round_captions@2`)."""
+    return set(re.findall(r"Running stage '(?:[\w/.-]+:)?([\w@]+)'", output))
 
 
 def target(stage: str) -> str:
-    """The `dvc repro` target of a stage, whichever pipeline file holds it."""
-    for f in PIPELINE_FILES:
-        if stage in yaml.safe_load((ROOT / f).read_text())["stages"]:
+    """The `dvc repro` target of a stage, whichever pipeline file holds it (`round_captions@2`: rounds/)."""
+    for f in (*PIPELINE_FILES, ROUNDS_FILE):
+        if stage.partition("@")[0] in yaml.safe_load((ROOT / f).read_text())["stages"]:
             return stage if f == "dvc.yaml" else f"{f}:{stage}"
-    raise KeyError(f"stage {stage!r} is in none of {PIPELINE_FILES}")
+    raise KeyError(f"stage {stage!r} is in none of {PIPELINE_FILES + (ROUNDS_FILE,)}")
 
 
 def project_files(root: Path = ROOT) -> list[str]:
@@ -53,7 +53,7 @@ def project_files(root: Path = ROOT) -> list[str]:
                             capture_output=True, text=True, check=True).stdout.split()
 
     def wanted(f: str) -> bool:
-        if f.startswith("data/seed_images/"):
+        if f.startswith("data/seed_images/") or f == "reports/rounds/README.md":  # inputs, not built artifacts
             return True
         return not f.startswith(("data/", "reports/", "releases/")) and not f.endswith("dvc.lock")
 

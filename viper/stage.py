@@ -14,14 +14,17 @@ from viper.synth.runner import REJECT_COLUMNS, Reject
 log = logging.getLogger("viper")
 
 
-def setup(stage: str, description: str, paths: list[str]) -> argparse.Namespace:
-    """Parse `--<path> VALUE` options (every path comes from dvc.yaml) and configure logging."""
+def setup(stage: str, description: str, paths: list[str], optional: tuple[str, ...] = ()) -> argparse.Namespace:
+    """Parse `--<path> VALUE` options (every path comes from dvc.yaml) and configure logging. `optional`
+    options are for the round stages of rounds/dvc.yaml that run the same script (e.g. `--vlm`)."""
     logging.basicConfig(level=os.environ.get("VIPER_LOG", "INFO"), format=f"[{stage}] %(message)s")
     for noisy in ("httpx", "urllib3", "filelock"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     parser = argparse.ArgumentParser(description=description)
     for p in paths:
         parser.add_argument(f"--{p}", required=True)
+    for p in optional:
+        parser.add_argument(f"--{p}")
     return parser.parse_args()
 
 

@@ -14,7 +14,10 @@ from typing import Any
 from PIL import Image
 
 BAR_COLOURS = ["#1f5fbf", "#e0702a", "#2a9d4b", "#8e44ad", "#c0392b", "#16a085"]  # one per model
-LINE_COLOURS = {"reward": "#1f5fbf", "format": "#e0702a", "correct": "#2a9d4b"}
+LINE_COLOURS = {"reward": "#1f5fbf", "format": "#e0702a", "correct": "#2a9d4b",
+                # per-round curves of closed-loop runs (viper/loop.py)
+                "overall": "#203864", "judge_acceptance": "#8a3ffc", "caption_spread": "#d12771",
+                "caption_distinct_2": "#007d79", "instruction_distinct_2": "#b28600"}
 HEADER_BG = "#203864"
 
 
@@ -81,15 +84,17 @@ def line_chart(title: str, rows: list[dict], keys: tuple[str, ...] = ("reward", 
         y = top + plot_h * (1 - tick)
         parts.append(f'<line x1="{left}" x2="{width - 10}" y1="{y:.1f}" y2="{y:.1f}" stroke="#ddd"/>'
                      f'<text x="{left - 4}" y="{y + 4:.1f}" text-anchor="end" font-size="10">{tick}</text>')
-    for ki, key in enumerate(keys):
+    legend_x = left
+    for key in keys:
         pts = [xy(int(r["step"]), float(r[key])) for r in rows if r.get(key) not in (None, "")]
         if pts:
             parts.append(f'<polyline fill="none" stroke-width="2" stroke="{LINE_COLOURS[key]}" '
                          f'points="{" ".join(pts)}"/>')
             parts.extend(f'<circle cx="{p.split(",")[0]}" cy="{p.split(",")[1]}" r="3" fill="{LINE_COLOURS[key]}"/>'
                          for p in pts)
-        parts.append(f'<text x="{left + ki * 90}" y="{height - 6}" font-size="11" fill="{LINE_COLOURS[key]}">'
+        parts.append(f'<text x="{legend_x}" y="{height - 6}" font-size="11" fill="{LINE_COLOURS[key]}">'
                      f'{key}</text>')
+        legend_x += max(90, 7 * len(key) + 10)  # long names (per-round curves) get room
     return "".join(parts) + "</svg>"
 
 

@@ -157,7 +157,8 @@ def examples(frames: dict[str, pd.DataFrame], details: dict, models: list[str], 
 
 
 def html_report(results: dict, frames: dict, details: dict, models: list[str], plots: dict[str, list[dict]],
-                notes: list[str]) -> str:
+                notes: list[str], extra: list[tuple[str, str]] = ()) -> str:
+    """The report page; `extra` sections (closed-loop rounds) go before the example predictions."""
     names = list(frames)
     header = ["model", *names, "Overall"]
     rows = [[m, *[results[m].get(n) for n in names], results[m]["Overall"]] for m in models]
@@ -181,6 +182,7 @@ def html_report(results: dict, frames: dict, details: dict, models: list[str], p
     for stage, rows_ in plots.items():
         sections.append((f"RL reward curve: {stage}", H.line_chart(f"{stage}: reward, format, correctness per step",
                                                                    rows_)))
+    sections += list(extra)
     sections.append(("Example predictions", H.examples_table(examples(frames, details, models))))
     sections.append(("Notes", "<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>"))
     return H.page("ViPER benchmark report", sections)

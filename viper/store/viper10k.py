@@ -238,7 +238,8 @@ def card(man: dict) -> str:
     lines += [f"| {s}/{e['file']} | {e['count']} | `{e['sha256']}` |"
               for s in SUBSETS for e in man["subsets"][s]["shards"]]
     lines += ["", "## Models", "", "| role | id | revision |", "|---|---|---|"]
-    lines += [f"| {role} | `{m['id']}` | `{m['revision']}` |" for role, m in sorted(man["models"].items())]
+    # a closed-loop round's synthesis VLM is a checkpoint: its path says which round's
+    lines += [f"| {role} | `{m.get('path', m['id'])}` | `{m['revision']}` |" for role, m in sorted(man["models"].items())]
     params = rel.get("stage_params") or man["params"]
     lines += ["", "## Params", "",
               "As recorded in dvc.lock for each synthesis stage:" if rel.get("stage_params") else

@@ -191,3 +191,33 @@ def ingest(inputs: Iterable[tuple[str, Image.Image | bytes]], max_side: int, max
     for out in normalised(inputs, max_side, max_pixels, min_side):
         (seeds if isinstance(out, Seed) else rejects).append(out)
     return sorted(seeds, key=lambda s: s.id), rejects
+
+
+def write_seed_shards(out: Path, outputs: Iterable[Seed | SeedReject], stats) -> tuple[dict[str, dict], list]:
+    """Spill each `Seed` to `out/.staging` as the PNG it will be, then write the shards in id order: memory
+    holds ids and records, never images. Returns (id -> record, rejects as runner.Reject rows); counts go
+    into `stats` (a runner.StepStats). What the `seeds` and `round_seeds` stages write."""
+    import shutil
+
+    from viper.store.io import png_bytes, write_shards
+    from viper.synth.runner import Reject
+
+    staging = out / ".staging"
+    staging.mkdir()
+    seeds: dict[str, dict] = {}
+    rejects: list[Reject] = []
+    for item in outputs:
+        stats.items_in += 1
+        if isinstance(item, Seed):
+            (staging / item.id).write_bytes(png_bytes(item.image))
+            seeds[item.id] = {"id": item.id, "source": item.source, "width": item.image.width,
+                              "height": item.image.height}
+        else:
+            rejects.append(Reject(item.source, item.reason, item.detail))
+    stats.items_out = len(seeds)
+    stats.rejects.update(r.reason for r in rejects)
+    if seeds:
+        write_shards(out, ({"__key__": k, "png": (staging / k).read_bytes(), "json": seeds[k]}
+                           for k in sorted(seeds)), shard_size=1000)
+    shutil.rmtree(staging)
+    return seeds, rejects

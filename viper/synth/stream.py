@@ -38,7 +38,7 @@ def windows(items: Iterable[T], size: int, step: str | None = None) -> Iterator[
     With `step` (and items of known length) the step's progress is kept in `.viper_progress/<step>.json`
     while it runs, so `viper status` can show it; the file goes when the step ends or fails."""
     total = len(items) if step and isinstance(items, Sequence) else None
-    path = PROGRESS_DIR / f"{step}.json"
+    path = PROGRESS_DIR / f"{progress_name(step)}.json"
     done = 0
     try:
         window: list[T] = []
@@ -61,6 +61,12 @@ def _report(path: Path, total: int | None, done: int) -> None:
     if total is not None:
         atomic_write_bytes(path, json.dumps({"done": done, "total": total, "pid": os.getpid(),
                                              "host": socket.gethostname(), "updated": time.time()}).encode())
+
+
+def progress_name(step: str | None) -> str:
+    """`captions`, or `captions@2` when DVC runs it as closed-loop round 2's stage (round_captions@2)."""
+    stage = os.environ.get("DVC_STAGE", "")
+    return f"{step}@{stage.rpartition('@')[2]}" if "@" in stage else str(step)
 
 
 def running(step: str) -> dict | None:
