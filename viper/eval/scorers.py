@@ -21,7 +21,7 @@ from typing import Any, Callable, Hashable, Mapping
 import pandas as pd
 
 from viper.eval.prompts import row_options
-from viper.eval.score import _missing, _plain, _text, align_predictions as _aligned
+from viper.eval.score import _missing, _plain, align_predictions as _aligned
 
 # ----------------------------------------------------------------------------------------- shared
 
