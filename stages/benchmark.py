@@ -7,7 +7,6 @@ Overall fell or whose diversity dropped beyond loop.diversity_margin."""
 import json
 from pathlib import Path
 
-
 from viper.config import load_stage_params
 from viper.eval.models import evaluated_models
 from viper.eval.registry import check_files, load_checked

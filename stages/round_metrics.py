@@ -50,9 +50,7 @@ def main() -> None:
     for stage in ("rl_stage1", "rl_stage2"):
         m = json.loads((Path(args.stage_metrics) / f"{stage}.json").read_text())
         rl[stage] = {k: m.get(k) for k in RL_KEYS}
-    diversity = {k: measures.pop(k) for k in ("caption_distinct_1", "caption_distinct_2", "instruction_distinct_1",
-                                              "instruction_distinct_2", "caption_length")}
-    diversity.update(caption_similarity=similarity, caption_spread=round(1 - similarity, 4))
+    measures["diversity"].update(caption_similarity=similarity, caption_spread=round(1 - similarity, 4))
     write_metrics(args.out, {
         "round": int(args.round),
         "overall": round(results["stage2"]["Overall"], 4),
@@ -61,7 +59,6 @@ def main() -> None:
         "rl": rl,
         "judge_acceptance": acceptance,
         **measures,
-        "diversity": diversity,
         "synthesis_vlm": own.manifest.get("models", {}).get("vlm"),
     })
 

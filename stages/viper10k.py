@@ -64,7 +64,7 @@ def main() -> None:
             p.viper10k.shard_size)
     models = {role: model_identity(args.models, role) for role in ("vlm", "t2i", "edit", "clip")}
     if args.vlm:  # the judge (and the captions, critiques and plans before it) came from a round's checkpoint
-        models["vlm"] = {k: v for k, v in round_vlm(vlm_model, args.vlm)["vlm"].items() if k != "backend"}
+        models["vlm"] = {"id": vlm_model["id"], "revision": vlm_model["revision"], "path": args.vlm}
     man = build_manifest(entries, models=models, params={"viper10k": p.viper10k.dump(), "seed": p.seed})
     write_json(out / "manifest.json", man)
     atomic_write_bytes(out / "README.md", card(man).encode())

@@ -19,10 +19,8 @@ Layout of round k >= 1 (round 0's is the same with `data/` and `reports/` as pre
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
-from viper.store.io import atomic_write_bytes
 
 ROUNDS_DIR = "data/rounds"
 REPORTS_DIR = "reports/rounds"
@@ -76,15 +74,19 @@ def check_unrolled(rounds: int, unrolled: dict, dataset_dir: str) -> None:
 
 
 def round_seed(seed: int, k: int) -> int:
-    """The seed of round k's own randomness (fresh scenes, which seeds it keeps), independent per round."""
-    return int.from_bytes(hashlib.sha256(f"viper-round:{seed}:{k}".encode()).digest()[:4], "big")
+    """The seed of round k's own randomness (its fresh scenes), independent per round."""
+    from viper.synth.runner import derive_seed
+
+    return derive_seed("viper-round", seed, k)
 
 
 def kept_seed_ids(ids: list[str], fresh_fraction: float, seed: int, k: int) -> list[str]:
     """Which of round 0's seeds round k reuses: all but round(fraction * n), picked by a per-round hash so
     that each round keeps a different subset (sorted, as the shards store them)."""
+    from viper.synth.runner import derive_id
+
     n_keep = len(ids) - n_fresh(len(ids), fresh_fraction)
-    rank = sorted(ids, key=lambda i: hashlib.sha256(f"{seed}:{k}:{i}".encode()).hexdigest())
+    rank = sorted(ids, key=lambda i: derive_id("viper-round-keep", seed, k, i))
     return sorted(rank[:n_keep])
 
 
@@ -98,6 +100,8 @@ def write_unrolled(params_path: str | Path, rounds: int) -> dict:
     import io
 
     from ruamel.yaml import YAML
+
+    from viper.store.io import atomic_write_bytes
 
     yaml = YAML()  # round-trip mode: keeps comments and layout
     yaml.width = 4096  # never re-wrap the long commented lines
@@ -146,7 +150,7 @@ def mean_pairwise_similarity(vecs) -> float:
 
 def dataset_measures(captions: list[str], refinements: list[list[str]], instructions: list[str],
                      categories: list[str]) -> dict:
-    """What a round's own data says about collapse, apart from embeddings (measured by the caller)."""
+    """What a round's own data says about collapse; `diversity` lacks the embedding measures (the caller's)."""
     from collections import Counter
 
     from viper.prompts.templates import EDIT_CATEGORIES
@@ -154,13 +158,14 @@ def dataset_measures(captions: list[str], refinements: list[list[str]], instruct
     hist = Counter(categories)
     return {
         "captions": len(captions),
-        "caption_length": round(sum(len(c.split()) for c in captions) / len(captions), 2) if captions else 0.0,
         "refinements_per_caption": round(sum(map(len, refinements)) / len(refinements), 3) if refinements else 0.0,
         "edits": len(instructions),
         "edit_categories": {c: hist.get(c, 0) for c in EDIT_CATEGORIES},
-        "caption_distinct_1": distinct_n(captions, 1), "caption_distinct_2": distinct_n(captions, 2),
-        "instruction_distinct_1": distinct_n(instructions, 1),
-        "instruction_distinct_2": distinct_n(instructions, 2),
+        "diversity": {"caption_distinct_1": distinct_n(captions, 1), "caption_distinct_2": distinct_n(captions, 2),
+                      "instruction_distinct_1": distinct_n(instructions, 1),
+                      "instruction_distinct_2": distinct_n(instructions, 2),
+                      "caption_length": round(sum(len(c.split()) for c in captions) / len(captions), 2)
+                      if captions else 0.0},
     }
 
 
@@ -191,6 +196,7 @@ def report_sections(rounds: list[dict], flags: list[str]) -> tuple[str, list[tup
     import html
 
     from viper.eval import html as H
+    from viper.eval.report import markdown_table
 
     header = ["round", "Overall (stage 2)", "Overall (stage 1)", "RL reward s1", "RL reward s2", "judge acceptance",
               "refinements / caption", "caption distinct-2", "instruction distinct-2", "caption spread",
@@ -211,8 +217,7 @@ def report_sections(rounds: list[dict], flags: list[str]) -> tuple[str, list[tup
 
     def md_table(head: list, body: list[list]) -> list[str]:
         cell = lambda v: "-" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v)  # noqa: E731
-        return ["| " + " | ".join(map(str, head)) + " |", "|" + "---|" * len(head),
-                *["| " + " | ".join(cell(v) for v in row) + " |" for row in body]]
+        return markdown_table([str(h) for h in head], [[cell(v) for v in row] for row in body])
 
     md = ["", "## Closed-loop rounds", "",
           "Round k synthesised its data with round k-1's stage-2 model (round 0: the base model). Measured by "

@@ -55,7 +55,7 @@ def _fmt(vals: list[float | None], signed: bool = False) -> list[str]:
     return [MISSING if v is None else (f"{v:+.1f}" if signed else f"{v:.1f}") for v in vals]
 
 
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+def markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     return lines + ["| " + " | ".join(r) + " |" for r in rows]
 
@@ -68,7 +68,7 @@ def render_markdown(results: dict[str, dict[str, float]], benchmarks: list[str],
     rows = [[m, *_fmt(v)] for m, v in ours.items()]
     rows += [[f"Δ {m} − {models[0]}", *_fmt(_delta(ours[models[0]], ours[m]), signed=True)]
              for m in models[1:]]
-    out = ["## Results (this run)", "", *_table(header, rows), ""]
+    out = ["## Results (this run)", "", *markdown_table(header, rows), ""]
 
     paper_rows = [[f"ours: {m}", *_fmt(v)] for m, v in ours.items()]
     for base, viper in PAPER_PAIRS:
@@ -76,7 +76,7 @@ def render_markdown(results: dict[str, dict[str, float]], benchmarks: list[str],
         paper_rows += [[f"paper: {base}", *_fmt(b)], [f"paper: {viper}", *_fmt(v)],
                        [f"paper: Δ {viper} − {base}", *_fmt(_delta(b, v), signed=True)]]
     out += ["## Beside the paper's reported numbers (ViPER Tables 1-2; not rerun here)", "",
-            *_table(header, paper_rows), "",
+            *markdown_table(header, paper_rows), "",
             "Overall is the unweighted mean of the columns shown, and only when all are present; the "
             "paper's own Overall over its seven benchmarks is "
             + ", ".join(f"{m} {r['Overall']:.1f}" for m, r in PAPER_RESULTS.items()) + ".", ""]

@@ -62,7 +62,7 @@ def iterate(vlm: Any, samples: list[dict], steps: int, *, min_pixels: int, max_p
     failure (reason or None), failed_at (step or None), ious (when the sample has a `box`)}. `seed` None is
     greedy decoding (evaluation); a seed samples (rollouts), per sample and step."""
     from viper.store.cache import make_key
-    from viper.synth.runner import Failed, memoised
+    from viper.synth.runner import Failed, derive_seed, memoised
 
     out = [{"id": s["id"], "replies": [], "boxes": [], "failure": None, "failed_at": None} for s in samples]
     frames = [input_size(s["image"].width, s["image"].height, min_pixels, max_pixels) for s in samples]
@@ -79,8 +79,7 @@ def iterate(vlm: Any, samples: list[dict], steps: int, *, min_pixels: int, max_p
                 prev = out[i]["boxes"][-1]
                 image = draw_box(s["image"], prev)
                 text = refine_prompt(s["expression"], to_model_frame(prev, s["image"].size, frame), frame)
-            item_seed = None if seed is None else int.from_bytes(
-                hashlib.sha256(f"{seed}:{s['id']}:{t}".encode()).digest()[:4], "big")
+            item_seed = None if seed is None else derive_seed("ivt", seed, s["id"], t)
             schema = box_schema(frame, first=t == 0)
             requests.append(VLMRequest(text, (image,), schema=schema, max_new_tokens=max_new_tokens, seed=item_seed,
                                        temperature=temperature))
