@@ -14,8 +14,10 @@ ROUNDS = ["round_seeds", "round_captions", "round_reconstructions", "round_refin
           "round_edited_pairs", "round_viper10k", "round_train_set", "round_rl_stage1", "round_rl_stage2",
           "round_predictions", "round_metrics"]
 OWN_SCRIPTS = {"round_seeds", "round_train_set", "round_metrics"}
+# IVT (ivt/dvc.yaml): its own stages; ivt_eval is a foreach over the three models it scores.
+IVT = ["ivt_data", "ivt_traces", "ivt_sft", "ivt_grpo", "ivt_eval", "ivt_report"]
 STAGES = TRAIN_EVAL + SYNTHESIS
-ALL = STAGES + ROUNDS
+ALL = STAGES + ROUNDS + IVT
 
 
 def _covers(declared: str, leaf: str) -> bool:
@@ -49,6 +51,21 @@ def test_round_groups_unroll_the_loop_tables_with_round_zero_scripts(root):
         assert outs and all(o.startswith(("data/rounds/${key}/", "reports/rounds/${key}/")) for o in outs), name
         if "--vlm" in do["cmd"]:  # the synthesis VLM is the previous round's final model, a tracked dependency
             assert "${item.prev}/checkpoints/stage2" in do["deps"], name
+
+
+def test_ivt_stages_run_their_own_scripts_from_the_root(root):
+    spec = yaml.safe_load((root / "ivt" / "dvc.yaml").read_text())
+    assert spec["vars"] == ["../params.yaml"] and list(spec["stages"]) == IVT
+    assert list(spec["stages"]["ivt_eval"]["foreach"]) == ["base", "sft", "grpo"]
+    for name, st in pipeline_stages(root, ivt=True).items():
+        if name not in IVT:
+            continue
+        assert st["wdir"] == ".." and st["cmd"].startswith(f"python stages/{name}.py"), name
+        assert f"stages/{name}.py" in st["deps"] and (root / "stages" / f"{name}.py").exists(), name
+        # every output is IVT's own: nothing of the ViPER pipeline is written, only data/models is read
+        outs = [o if isinstance(o, str) else next(iter(o)) for o in st.get("outs", [])]
+        outs += [next(iter(m)) for m in st.get("metrics", [])]
+        assert outs and all(o.startswith(("data/ivt/", "reports/ivt")) for o in outs), name
 
 
 def test_training_reads_the_dataset_only_through_dataset_dir(root):
@@ -87,7 +104,7 @@ def test_every_schema_leaf_is_read_by_some_stage(root):
 def test_stage_scripts_read_params_through_their_own_view(root):
     """Each script loads exactly its own stage's view, so StageParams enforces the declaration (round stages
     running round 0's scripts get their group's view through $DVC_STAGE: viper.config.running_stage)."""
-    for name in STAGES + sorted(OWN_SCRIPTS):
+    for name in STAGES + sorted(OWN_SCRIPTS) + IVT:
         src = (root / "stages" / f"{name}.py").read_text()
         assert re.findall(r'load_stage_params\("(\w+)"\)', src) == [name], name
         assert "load_params(" not in src and "params.yaml" not in src, name

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import yaml
 
-from viper.config import LOCK_FILES, ROUNDS_FILE, ROUNDS_LOCK, pipeline_stages
+from viper.config import IVT_FILE, IVT_LOCK, LOCK_FILES, ROUNDS_FILE, ROUNDS_LOCK, pipeline_stages
 from viper.store.cache import cache_exists, clear_cache, open_cache
 
 # The cache step names each stage writes (viper10k runs two model steps).
@@ -39,18 +39,28 @@ def round_stage_names(root: Path) -> list[str]:
     return names + [f"round_metrics@{k}" for k in (tables.get("measured") or {})]
 
 
+def ivt_stage_names(root: Path) -> list[str]:
+    """The stages of ivt/dvc.yaml, a foreach group expanded (`ivt_eval@base`)."""
+    if not (root / IVT_FILE).exists():
+        return []
+    names = []
+    for name, spec in yaml.safe_load((root / IVT_FILE).read_text())["stages"].items():
+        names += [f"{name}@{k}" for k in spec["foreach"]] if "foreach" in spec else [name]
+    return names
+
+
 def stage_states(root: Path) -> dict[str, str]:
     """done (matches its dvc.lock), changed (deps/params/outs differ), or new (never run)."""
     from dvc.repo import Repo
 
     locked: set[str] = set()
-    for f in (*LOCK_FILES, ROUNDS_LOCK):
+    for f in (*LOCK_FILES, ROUNDS_LOCK, IVT_LOCK):
         lock = root / f
         if lock.exists():
             locked |= set((yaml.safe_load(lock.read_text()) or {}).get("stages", {}))
     with Repo(str(root)) as repo:
         changed = {name.rpartition(":")[2] for name in repo.status()}  # "synthesis/dvc.yaml:captions"
-    names = [*pipeline_stages(root), *round_stage_names(root)]
+    names = [*pipeline_stages(root), *round_stage_names(root), *ivt_stage_names(root)]
     return {s: "new" if s not in locked else "changed" if s in changed else "done" for s in names}
 
 
@@ -66,6 +76,9 @@ def status_rows(root: Path) -> list[dict]:
     rows = []
     for stage, state in stage_states(root).items():
         group, _, k = stage.partition("@")  # a round's stage runs round 0's script: same steps, its own files
+        if group.startswith("ivt_"):  # IVT (ivt/dvc.yaml): metrics in reports/ivt/metrics, cache stats under "cache"
+            rows.append(ivt_status_row(root, stage, state, cached))
+            continue
         base = group.removeprefix("round_") if k else stage
         live = [(s, info) for s in CACHE_STEPS.get(base, (base,)) if (info := running(f"{s}@{k}" if k else s))]
         if live:  # a driver is streaming through it now (items done before its current window)
@@ -84,6 +97,24 @@ def status_rows(root: Path) -> list[dict]:
             "cached_calls": sum(cached.get(s, 0) for s in CACHE_STEPS.get(base, (base,))) or None,
         })
     return rows
+
+
+IVT_CACHE_STEPS = {"ivt_eval": ("ivt_step",), "ivt_traces": ("ivt_step", "ivt_teacher")}
+
+
+def ivt_status_row(root: Path, stage: str, state: str, cached: dict) -> dict:
+    group, _, k = stage.partition("@")
+    name = group.removeprefix("ivt_") + (f"_{k}" if k else "")
+    path = root / "reports" / "ivt" / "metrics" / f"{name}.json"
+    m = json.loads(path.read_text()) if path.exists() else {}
+    parts = [c for c in (m.get("cache") or {}).values() if isinstance(c, dict)] if group == "ivt_traces" else \
+        [m.get("cache") or {}]
+    steps = IVT_CACHE_STEPS.get(group, ())
+    return {"stage": stage, "state": state,
+            "in": m.get("samples", m.get("predictions", m.get("examples"))),
+            "out": m.get("complete", m.get("examples", m.get("steps"))), "rejects": None,
+            "cache_hits": _total(parts, "cache_hits"), "cache_misses": _total(parts, "cache_misses"),
+            "cached_calls": sum(cached.get(s, 0) for s in steps) or None}
 
 
 def print_table(rows: list[dict]) -> None:

@@ -328,6 +328,91 @@ class Loop(_Section):
         "The foreach tables of rounds/dvc.yaml, written by `viper loop N`: not to be edited by hand."))
 
 
+class IvtSource(_Section):
+    name: str = Field(min_length=1, description="Prefix of the sample ids (e.g. refcocog).")
+    file: str = Field(min_length=1, description="The converted TSV (viper/ivt/data.py: read_tsv).")
+    count: int | None = Field(None, gt=0, description="Rows the file must have (a partial download stops the "
+                              "stage); null: not checked.")
+    box_format: Literal["xyxy", "xywh"] = "xyxy"
+
+
+class IvtTraces(_Section):
+    iou_low: float = Field(ge=0, le=1, description="Keep the base model's step-0 boxes with IoU in [low, high].")
+    iou_high: float = Field(ge=0, le=1, description="Paper 0.85: wrong or loose boxes, not already right ones.")
+    samples: int = Field(gt=0, description="Step-0 predictions per train item (paper 1, greedy); with sampling, "
+                         "more of the model's own errors from few items.")
+    temperature: float = Field(ge=0, description="0 = greedy (then samples must be 1).")
+    max_new_tokens: int = Field(gt=0, description="Length of the teacher's one-sentence check.")
+
+    @model_validator(mode="after")
+    def _band(self) -> "IvtTraces":
+        if self.iou_low > self.iou_high:
+            raise ValueError(f"iou_low ({self.iou_low}) is above iou_high ({self.iou_high})")
+        if self.temperature == 0 and self.samples != 1:
+            raise ValueError("greedy decoding (temperature 0) gives one prediction per item: set samples: 1")
+        return self
+
+
+class IvtTeacher(_Section):
+    """The VLM that writes the corrective checks of the SFT traces (a Qwen2.5-VL-class model, like the
+    student: it runs through the same backend)."""
+    id: str | None = Field(None, description="Hub id or local path; null = the models stage's vlm (the tiny "
+                           "world's teacher is the tiny model itself).")
+    revision: str | None = Field(None, description="Pinned revision of `id`.")
+
+
+class IvtSft(_Section):
+    steps: int = Field(gt=0)
+    learning_rate: float = Field(gt=0)
+    batch_size: int = Field(gt=0)
+
+
+class IvtGrpo(_Section):
+    steps: int = Field(gt=0)
+    num_generations: int = Field(gt=1, description="Rollouts per prompt (paper 6).")
+    batch_prompts: int = Field(gt=0)
+    micro_batch: int = Field(gt=0, description="Turn sequences per forward/backward pass.")
+    beta: float = Field(ge=0, description="KL weight to the SFT model (paper 0.04).")
+    w_format: float = Field(ge=0, description="Reward = final-step IoU + w_format * format (paper 0.1).")
+    learning_rate: float = Field(gt=0)
+    temperature: float = Field(gt=0)
+    epsilon: float = Field(gt=0, lt=1, description="Clip range of the ratio.")
+
+
+class Ivt(_Section):
+    """IVT, iterative box refinement with visual feedback (ivt/dvc.yaml, viper/ivt/, README "IVT")."""
+    source: Literal["tiny", "paper"] = Field(description="tiny: the generated grounding world; paper: `sources`.")
+    n: int = Field(gt=0, description="tiny: samples over all splits.")
+    size: int = Field(ge=32, description="tiny: side of a scene in pixels.")
+    val: float = Field(ge=0, lt=1, description="tiny: share of samples in val (by id hash).")
+    test: float = Field(gt=0, lt=1, description="tiny: share of samples in test.")
+    sources: list[IvtSource] = Field(default_factory=list, description="paper: the converted benchmark TSVs.")
+    split_counts: dict[Literal["train", "val", "test"], int] | None = Field(None, description=(
+        "paper: rows each split must have over all sources (null: not checked)."))
+    steps: int = Field(ge=1, description="Refinement steps T after step 0 (paper 2).")
+    stop_iou: float = Field(gt=0, le=1, description="Label-free stop: the first refinement whose box overlaps "
+                            "the previous one by at least this ends the loop.")
+    acc_op: Literal[">=", ">"] = Field(description="Acc@tau counts IoU >= tau (Ref-Adv, lmms-eval) or > tau "
+                                       "(Ref-L4's evaluator).")
+    eval_limit: int | None = Field(None, gt=0, description="Score at most this many test samples (null: all).")
+    min_pixels: int = Field(gt=0)
+    max_pixels: int = Field(gt=0)
+    max_new_tokens: int = Field(gt=0)
+    batch_size: int = Field(gt=0)
+    teacher: IvtTeacher
+    traces: IvtTraces
+    sft: IvtSft
+    grpo: IvtGrpo
+
+    @model_validator(mode="after")
+    def _source(self) -> "Ivt":
+        if self.source == "paper" and not self.sources:
+            raise ValueError("ivt.source is paper but ivt.sources lists no files")
+        if self.val + self.test >= 1:
+            raise ValueError(f"val + test ({self.val + self.test}) leaves no training samples")
+        return self
+
+
 RUNTIME_SECTIONS = ("ray", "stream")  # params that choose how work runs, never what it computes: no stage depends on them
 
 
@@ -352,6 +437,7 @@ class Params(_Section):
     ray: RayExecutor = Field(default_factory=RayExecutor)
     stream: Stream = Field(default_factory=Stream)
     loop: Loop = Field(default_factory=Loop)
+    ivt: Ivt
 
     @model_validator(mode="after")
     def _loop_unrolled(self) -> "Params":
@@ -409,13 +495,18 @@ LOCK_FILES = tuple(f.replace("dvc.yaml", "dvc.lock") for f in PIPELINE_FILES)  #
 # when loop.rounds is 0. Their scripts are round 0's (captions.py runs `captions` and `round_captions@k`).
 ROUNDS_FILE = "rounds/dvc.yaml"
 ROUNDS_LOCK = "rounds/dvc.lock"
+# IVT, the second method (viper/ivt/): a pipeline of its own that shares the `models` stage.
+IVT_FILE = "ivt/dvc.yaml"
+IVT_LOCK = "ivt/dvc.lock"
 
 
-def pipeline_stages(root: str | Path = ".", rounds: bool = False) -> dict[str, dict]:
+def pipeline_stages(root: str | Path = ".", rounds: bool = False, ivt: bool = False) -> dict[str, dict]:
     """Every stage of round 0, name -> its dvc.yaml entry, in file order; with `rounds`, then the round
-    groups of rounds/dvc.yaml, name -> their `do` template."""
+    groups of rounds/dvc.yaml, name -> their `do` template; with `ivt`, then the stages of ivt/dvc.yaml (a
+    foreach group by its name)."""
     stages: dict[str, dict] = {}
-    for f in PIPELINE_FILES + ((ROUNDS_FILE,) if rounds and (Path(root) / ROUNDS_FILE).exists() else ()):
+    extra = ((ROUNDS_FILE,) if rounds else ()) + ((IVT_FILE,) if ivt else ())
+    for f in PIPELINE_FILES + tuple(e for e in extra if (Path(root) / e).exists()):
         for name, spec in yaml.safe_load((Path(root) / f).read_text())["stages"].items():
             stages[name] = spec.get("do", spec)
     return stages
@@ -424,10 +515,11 @@ def pipeline_stages(root: str | Path = ".", rounds: bool = False) -> dict[str, d
 def stage_declared_params(stage: str, root: str | Path = ".") -> list[str]:
     """The params keys a stage declares in its dvc.yaml (dotted paths into params.yaml); a round stage
     (`round_captions@2`) declares what its group's template does."""
-    spec = pipeline_stages(root, rounds=True)
+    spec = pipeline_stages(root, rounds=True, ivt=True)
     group = stage.partition("@")[0]
     if group not in spec:
-        raise ParamsError(f"stage {stage!r} is in none of {PIPELINE_FILES + (ROUNDS_FILE,)}; known: {sorted(spec)}")
+        raise ParamsError(f"stage {stage!r} is in none of {PIPELINE_FILES + (ROUNDS_FILE, IVT_FILE)}; "
+                          f"known: {sorted(spec)}")
     keys: list[str] = []
     for entry in spec[group].get("params", []):
         if isinstance(entry, dict):  # {file: [keys]} form
@@ -447,7 +539,7 @@ def running_stage(script_stage: str, root: str | Path = ".") -> str:
     group = addressed.partition("@")[0]
     if not addressed or group == script_stage:
         return script_stage
-    spec = pipeline_stages(root, rounds=True).get(group)
+    spec = pipeline_stages(root, rounds=True, ivt=True).get(group)
     if spec and str(spec.get("cmd", "")).startswith(f"python stages/{script_stage}.py"):
         return addressed
     return script_stage

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from viper.config import PIPELINE_FILES, ROUNDS_FILE
+from viper.config import IVT_FILE, PIPELINE_FILES, ROUNDS_FILE
 
 ROOT = Path(__file__).resolve().parent.parent  # the project checkout this module lives in
 
@@ -41,10 +41,10 @@ def ran_stages(output: str) -> set[str]:
 
 def target(stage: str) -> str:
     """The `dvc repro` target of a stage, whichever pipeline file holds it (`round_captions@2`: rounds/)."""
-    for f in (*PIPELINE_FILES, ROUNDS_FILE):
+    for f in (*PIPELINE_FILES, ROUNDS_FILE, IVT_FILE):
         if stage.partition("@")[0] in yaml.safe_load((ROOT / f).read_text())["stages"]:
             return stage if f == "dvc.yaml" else f"{f}:{stage}"
-    raise KeyError(f"stage {stage!r} is in none of {PIPELINE_FILES + (ROUNDS_FILE,)}")
+    raise KeyError(f"stage {stage!r} is in none of {PIPELINE_FILES + (ROUNDS_FILE, IVT_FILE)}")
 
 
 def project_files(root: Path = ROOT) -> list[str]:
@@ -53,7 +53,7 @@ def project_files(root: Path = ROOT) -> list[str]:
                             capture_output=True, text=True, check=True).stdout.split()
 
     def wanted(f: str) -> bool:
-        if f.startswith("data/seed_images/") or f == "reports/rounds/README.md":  # inputs, not built artifacts
+        if f.startswith(("data/seed_images/", "data/ivt_sources/")) or f == "reports/rounds/README.md":  # inputs
             return True
         return not f.startswith(("data/", "reports/", "releases/")) and not f.endswith("dvc.lock")
 

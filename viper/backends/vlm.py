@@ -106,7 +106,15 @@ class TransformersVLM:
     # -- generation ------------------------------------------------------------------------------
     def generate(self, requests: list[VLMRequest]) -> list[str]:
         """Texts in request order, batched by (schema, length, image count, greedy or sampled)."""
-        out: list[str | None] = [None] * len(requests)
+        return [text for text, _ in self._generate_all(requests)]
+
+    def generate_with_ids(self, requests: list[VLMRequest]) -> list[tuple[str, list[int]]]:
+        """As `generate`, with each reply's token ids up to and including its end token: what RL scores is
+        exactly what was sampled (decoding then re-tokenising a reply can give other tokens)."""
+        return self._generate_all(requests)
+
+    def _generate_all(self, requests: list[VLMRequest]) -> list[tuple[str, list[int]]]:
+        out: list[tuple[str, list[int]] | None] = [None] * len(requests)
         groups: dict[tuple, list[int]] = {}
         for i, r in enumerate(requests):
             sig = (json.dumps(r.schema, sort_keys=True) if r.schema else None, r.max_new_tokens,
@@ -115,12 +123,12 @@ class TransformersVLM:
         chunks = [idxs[s:s + self.batch_size] for idxs in groups.values()
                   for s in range(0, len(idxs), self.batch_size)]
         for chunk in tqdm(chunks, desc="generate", unit="batch", disable=len(chunks) < 2):
-            for i, text in zip(chunk, self._generate_batch([requests[i] for i in chunk])):
-                out[i] = text
-        return [t or "" for t in out]
+            for i, pair in zip(chunk, self._generate_batch([requests[i] for i in chunk])):
+                out[i] = pair
+        return [pair or ("", []) for pair in out]
 
     @torch.inference_mode()
-    def _generate_batch(self, reqs: list[VLMRequest]) -> list[str]:
+    def _generate_batch(self, reqs: list[VLMRequest]) -> list[tuple[str, list[int]]]:
         proc = self.processor
         texts = [proc.apply_chat_template(chat_messages(r.text, len(r.images)), tokenize=False,
                                           add_generation_prompt=True) for r in reqs]
@@ -137,4 +145,14 @@ class TransformersVLM:
         self.calls += 1
         gen = self.model.generate(**inputs, **kwargs)
         new = gen[:, inputs["input_ids"].shape[1]:]
-        return proc.batch_decode(new, skip_special_tokens=True)
+        texts = proc.batch_decode(new, skip_special_tokens=True)
+        return [(text, self._until_end(row.tolist())) for text, row in zip(texts, new)]
+
+    def _until_end(self, ids: list[int]) -> list[int]:
+        """A generated row without the padding after its end token (the end token itself is kept)."""
+        ends = self.model.generation_config.eos_token_id
+        ends = set(ends if isinstance(ends, list) else [ends]) | {self.processor.tokenizer.pad_token_id}
+        for n, tok in enumerate(ids):
+            if tok in ends:
+                return ids[:n + 1]
+        return ids

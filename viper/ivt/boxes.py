@@ -38,8 +38,8 @@ def parse_box(reply: str) -> Box:
     start = min((i for i in (text.find("["), text.find("{")) if i >= 0), default=-1)
     if "bbox_2d" not in text or start < 0:
         raise BoxFailure("no_box", reply[:80])
-    try:
-        value, _ = json.JSONDecoder().raw_decode(text[start:])
+    try:  # strict=False: a control character inside a free-text field (label, check) is not a box error
+        value, _ = json.JSONDecoder(strict=False).raw_decode(text[start:])
     except ValueError as err:
         raise BoxFailure("not_json", str(err)[:80]) from None
     objs = value if isinstance(value, list) else [value]

@@ -28,7 +28,7 @@ def box_schema(frame: tuple[int, int], first: bool) -> dict:
     integers within the model's frame; what the box *says* is never forced."""
     box = {"type": "array", "items": {"type": "integer", "minimum": 0, "maximum": max(frame)},
            "minItems": 4, "maxItems": 4}
-    head = {"label": {"type": "string", "maxLength": 24}} if first else {"check": {"type": "string", "maxLength": 80}}
+    head = {"label": {"type": "string", "maxLength": 16}} if first else {"check": {"type": "string", "maxLength": 60}}
     props = {**head, "bbox_2d": box} if not first else {"bbox_2d": box, **head}
     return {"type": "object", "properties": props, "required": list(props), "additionalProperties": False}
 
@@ -53,6 +53,49 @@ def to_model_frame(box: Box, original: tuple[int, int], frame: tuple[int, int]) 
     return rescale(box, original, frame)
 
 
+def step_request(sample: dict, frame: tuple[int, int], prev: Box | None, *, min_pixels: int, max_pixels: int,
+                 max_new_tokens: int, seed: int | None, temperature: float) -> tuple[VLMRequest, dict]:
+    """Step 0 (`prev` None) or a refinement of `prev` (original pixels) for one sample: the request, and
+    what its item-cache key is made of."""
+    if prev is None:
+        image, text = sample["image"], first_prompt(sample["expression"], frame)
+    else:
+        image = draw_box(sample["image"], prev)
+        text = refine_prompt(sample["expression"], to_model_frame(prev, sample["image"].size, frame), frame)
+    schema = box_schema(frame, first=prev is None)
+    request = VLMRequest(text, (image,), schema=schema, max_new_tokens=max_new_tokens, seed=seed,
+                         temperature=temperature)
+    key = {"version": PROMPT_VERSION, "text": text, "image": image_digest(image), "schema": schema,
+           "min_pixels": min_pixels, "max_pixels": max_pixels, "max_new_tokens": max_new_tokens, "seed": seed,
+           "temperature": temperature if seed is not None else None}
+    return request, key
+
+
+def new_trajectory(sample_id: str) -> dict:
+    return {"id": sample_id, "replies": [], "boxes": [], "failure": None, "failed_at": None}
+
+
+def absorb(traj: dict, sample: dict, frame: tuple[int, int], t: int, reply: str) -> None:
+    """Add step `t`'s reply to a trajectory: its box in original pixels, or the failure that ends it."""
+    traj["replies"].append(reply)
+    try:
+        box = clip(rescale(parse_box(reply), frame, sample["image"].size), *sample["image"].size)
+    except BoxFailure as err:
+        traj.update(failure=err.reason, failed_at=t)
+        return
+    traj["boxes"].append(box)
+
+
+def add_ious(trajectories: list[dict], samples: list[dict]) -> None:
+    for o, s in zip(trajectories, samples):
+        if "box" in s:
+            o["ious"] = [iou(b, tuple(s["box"])) for b in o["boxes"]]
+
+
+def frame_of(sample: dict, min_pixels: int, max_pixels: int) -> tuple[int, int]:
+    return input_size(sample["image"].width, sample["image"].height, min_pixels, max_pixels)
+
+
 def iterate(vlm: Any, samples: list[dict], steps: int, *, min_pixels: int, max_pixels: int, max_new_tokens: int,
             cache: Any, model: dict, stats: Any, batch_size: int, seed: int | None = None,
             temperature: float = 1.0) -> list[dict]:
@@ -60,52 +103,33 @@ def iterate(vlm: Any, samples: list[dict], steps: int, *, min_pixels: int, max_p
 
     Returns one trajectory per sample: {id, replies, boxes (original pixels, None after a failure),
     failure (reason or None), failed_at (step or None), ious (when the sample has a `box`)}. `seed` None is
-    greedy decoding (evaluation); a seed samples (rollouts), per sample and step."""
+    greedy decoding (evaluation); a seed samples, per sample and step."""
     from viper.store.cache import make_key
     from viper.synth.runner import Failed, derive_seed, memoised
 
-    out = [{"id": s["id"], "replies": [], "boxes": [], "failure": None, "failed_at": None} for s in samples]
-    frames = [input_size(s["image"].width, s["image"].height, min_pixels, max_pixels) for s in samples]
+    out = [new_trajectory(s["id"]) for s in samples]
+    frames = [frame_of(s, min_pixels, max_pixels) for s in samples]
     for t in range(steps + 1):
         alive = [i for i, o in enumerate(out) if o["failure"] is None]
         if not alive:
             break
         requests, keys = [], []
         for i in alive:
-            s, frame = samples[i], frames[i]
-            if t == 0:
-                image, text = s["image"], first_prompt(s["expression"], frame)
-            else:
-                prev = out[i]["boxes"][-1]
-                image = draw_box(s["image"], prev)
-                text = refine_prompt(s["expression"], to_model_frame(prev, s["image"].size, frame), frame)
-            item_seed = None if seed is None else derive_seed("ivt", seed, s["id"], t)
-            schema = box_schema(frame, first=t == 0)
-            requests.append(VLMRequest(text, (image,), schema=schema, max_new_tokens=max_new_tokens, seed=item_seed,
-                                       temperature=temperature))
-            keys.append(make_key(STEP, model, {"version": PROMPT_VERSION, "text": text, "image": image_digest(image),
-                                               "schema": schema, "min_pixels": min_pixels, "max_pixels": max_pixels,
-                                               "max_new_tokens": max_new_tokens, "seed": item_seed,
-                                               "temperature": temperature if item_seed is not None else None}))
+            item_seed = None if seed is None else derive_seed("ivt", seed, samples[i]["id"], t)
+            request, key = step_request(samples[i], frames[i], out[i]["boxes"][-1] if t else None,
+                                        min_pixels=min_pixels, max_pixels=max_pixels, max_new_tokens=max_new_tokens,
+                                        seed=item_seed, temperature=temperature)
+            requests.append(request)
+            keys.append(make_key(STEP, model, key))
 
         def compute(idx: list[int]) -> list[bytes]:
             return [r.encode() for r in vlm.generate([requests[j] for j in idx])]
 
         values = memoised(keys, compute, cache, STEP, stats, batch_size)
         for i, value in zip(alive, values):
-            o, s, frame = out[i], samples[i], frames[i]
             if isinstance(value, Failed):
-                o.update(failure=f"model_error: {value.detail}", failed_at=t)
-                continue
-            reply = bytes(value).decode()
-            o["replies"].append(reply)
-            try:
-                box = clip(rescale(parse_box(reply), frame, s["image"].size), *s["image"].size)
-            except BoxFailure as err:
-                o.update(failure=err.reason, failed_at=t)
-                continue
-            o["boxes"].append(box)
-    for o, s in zip(out, samples):
-        if "box" in s:
-            o["ious"] = [iou(b, tuple(s["box"])) for b in o["boxes"]]
+                out[i].update(failure=f"model_error: {value.detail}", failed_at=t)
+            else:
+                absorb(out[i], samples[i], frames[i], t, bytes(value).decode())
+    add_ious(out, samples)
     return out

@@ -57,3 +57,64 @@ def sft_example(image: Image.Image, expression: str, prev: Box, target: Box, che
     return {"image": draw_box(image, prev), "prompt": refine_prompt(expression, to_model_frame(prev, size, frame),
                                                                    frame),
             "completion": json.dumps(reply, ensure_ascii=False)}
+
+
+CHECK_SCHEMA = {"type": "object", "properties": {"check": {"type": "string", "maxLength": 60}},
+                "required": ["check"], "additionalProperties": False}
+TEACHER_STEP = "ivt_teacher"  # item-cache step name of the teacher's checks
+
+
+def student_errors(vlm, identity: dict, samples: list[dict], traces, ivt, seed: int, cache, stats) -> list[dict]:
+    """The base model's own step-0 boxes on `samples` (`traces.samples` per item: greedy at temperature 0,
+    else seeded samples), each {sample, box, iou}, and whether its IoU is in the band."""
+    from viper.ivt.loop import iterate
+
+    reps = [{**s, "id": f"{s['id']}#{k}", "origin": s} for s in samples for k in range(traces.samples)]
+    sampled = traces.temperature > 0
+    trajs = iterate(vlm, reps, 0, min_pixels=ivt.min_pixels, max_pixels=ivt.max_pixels,
+                    max_new_tokens=ivt.max_new_tokens, cache=cache, model=identity, stats=stats,
+                    batch_size=ivt.batch_size, seed=seed if sampled else None,
+                    temperature=traces.temperature if sampled else 1.0)
+    out = []
+    for rep, traj in zip(reps, trajs):
+        if traj["boxes"]:
+            out.append({"sample": rep["origin"], "box": traj["boxes"][0], "iou": traj["ious"][0],
+                        "in_band": in_band(traj["ious"][0], traces.iou_low, traces.iou_high)})
+    return out
+
+
+def teacher_checks(vlm, identity: dict, errors: list[dict], steps: int, traces, ivt, cache, stats) -> list[dict]:
+    """For every in-band error and refinement step: the path's previous and next box and the teacher's check
+    (None when its reply does not parse: that step is dropped and counted)."""
+    import json as _json
+
+    from viper.backends.requests import VLMRequest
+    from viper.ivt.loop import PROMPT_VERSION, image_digest
+    from viper.store.cache import make_key
+    from viper.synth.runner import Failed, memoised
+
+    rows, requests, keys = [], [], []
+    for n, e in enumerate(errors):
+        s, path = e["sample"], correction_path(e["box"], tuple(e["sample"]["box"]), steps)
+        for t, nxt in enumerate(path, start=1):
+            prev = e["box"] if t == 1 else path[t - 2]
+            image, text = draw_box(s["image"], prev), teacher_prompt(s["expression"], prev, nxt)
+            rows.append({"sample": s, "trajectory": n, "iou0": e["iou"], "step": t, "prev": prev, "next": nxt})
+            requests.append(VLMRequest(text, (image,), schema=CHECK_SCHEMA, max_new_tokens=traces.max_new_tokens))
+            keys.append(make_key(TEACHER_STEP, identity, {"version": PROMPT_VERSION, "text": text,
+                                                          "image": image_digest(image), "schema": CHECK_SCHEMA,
+                                                          "min_pixels": ivt.min_pixels, "max_pixels": ivt.max_pixels,
+                                                          "max_new_tokens": traces.max_new_tokens}))
+
+    def compute(idx: list[int]) -> list[bytes]:
+        return [r.encode() for r in vlm.generate([requests[j] for j in idx])]
+
+    for row, value in zip(rows, memoised(keys, compute, cache, TEACHER_STEP, stats, ivt.batch_size)):
+        row["check"] = None
+        if not isinstance(value, Failed):
+            try:
+                check = _json.loads(bytes(value).decode(), strict=False)["check"].strip()
+                row["check"] = check or None
+            except (ValueError, KeyError, TypeError, AttributeError):
+                pass
+    return rows

@@ -75,7 +75,8 @@ def phrase(objects: list[Obj], query: dict) -> str:
     return text
 
 
-def _place(rng: np.random.Generator, size: int, taken: list[tuple[int, int, int, int]]) -> tuple[int, int, int, int] | None:
+def _place(rng: np.random.Generator, size: int,
+           taken: list[tuple[int, int, int, int]]) -> tuple[int, int, int, int] | None:
     for _ in range(50):
         side = int(rng.integers(size // 8, size // 3))
         x, y = (int(v) for v in rng.integers(0, size - side, size=2))
