@@ -96,7 +96,8 @@ def test_steps_change_what_reads_them_and_nothing_upstream(repo):
 
 
 def test_a_scoring_param_reruns_only_the_report(repo):
-    out = run(["dvc", "exp", "run", "-S", "ivt.stop_iou=0.5", "-S", "ivt.acc_op='>'"], repo)
+    # an experiment of the IVT pipeline names it (without a target `dvc exp run` reproduces dvc.yaml: ViPER)
+    out = run(["dvc", "exp", "run", "ivt/dvc.yaml", "-S", "ivt.stop_iou=0.5", "-S", "ivt.acc_op='>'"], repo)
     assert ran_stages(out) == {"ivt_report"}
     result = json.loads((repo / "reports" / "ivt.json").read_text())
     assert result["op"] == ">" and result["stop_iou"] == 0.5

@@ -86,7 +86,8 @@ def read_tsv(source: Any) -> list[dict]:
     if not path.exists():
         raise GroundingDataError(
             f"{source.name}: {path} is missing. Convert the published {source.name} files to a TSV with columns "
-            f"{', '.join(TSV_COLUMNS)} (README \"IVT\" says how) and put it there, or set ivt.source: tiny")
+            f"{', '.join(TSV_COLUMNS)} (data/ivt_sources/README.md says what each holds) and put it there, or set "
+            "ivt.source: tiny")
     table = pd.read_csv(path, sep="\t", dtype={"index": str})
     missing = [c for c in TSV_COLUMNS if c not in table.columns]
     if missing:
