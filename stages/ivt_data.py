@@ -21,7 +21,7 @@ def main() -> None:
     except data.GroundingDataError as err:
         raise ParamsError(str(err)) from None
     counts = {split: sum(r["split"] == split for r in rows) for split in data.SPLITS}
-    if ivt.split_counts and any(counts[k] != v for k, v in ivt.split_counts.items()):
+    if any(v is not None and counts[k] != v for k, v in ivt.split_counts.items()):
         raise ParamsError(f"the grounding splits have {counts} rows, but ivt.split_counts expects "
                           f"{dict(ivt.split_counts)}")
     if not counts["train"] or not counts["test"]:

@@ -387,8 +387,9 @@ class Ivt(_Section):
     val: float = Field(ge=0, lt=1, description="tiny: share of samples in val (by id hash).")
     test: float = Field(gt=0, lt=1, description="tiny: share of samples in test.")
     sources: list[IvtSource] = Field(default_factory=list, description="paper: the converted benchmark TSVs.")
-    split_counts: dict[Literal["train", "val", "test"], int] | None = Field(None, description=(
-        "paper: rows each split must have over all sources (null: not checked)."))
+    split_counts: dict[Literal["train", "val", "test"], int | None] = Field(
+        default_factory=lambda: {"train": None, "val": None, "test": None},
+        description="paper: rows each split must have over all sources (null: not checked).")
     steps: int = Field(ge=1, description="Refinement steps T after step 0 (paper 2).")
     stop_iou: float = Field(gt=0, le=1, description="Label-free stop: the first refinement whose box overlaps "
                             "the previous one by at least this ends the loop.")

@@ -13,6 +13,8 @@ from viper.ivt.boxes import BoxFailure, accuracy, check_box, clip, draw_box, inp
     ('```json\n[\n  {"bbox_2d": [1.5, 2, 3, 4.25]}\n]\n```', (1.5, 2.0, 3.0, 4.25)),
     ('The ball is here: {"bbox_2d": [0, 0, 5, 5]} and nowhere else', (0.0, 0.0, 5.0, 5.0)),
     ('[{"label": "x"}, {"bbox_2d": [2, 2, 4, 4]}]', (2.0, 2.0, 4.0, 4.0)),
+    # a raw control character in a free-text field (the tiny model writes them) is not a box error
+    ('{"check": "too far\x08 left", "bbox_2d": [1, 2, 3, 4]}', (1.0, 2.0, 3.0, 4.0)),
 ])
 def test_parse_box_reads_the_first_box(reply, box):
     assert parse_box(reply) == box
