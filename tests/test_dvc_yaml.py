@@ -16,8 +16,10 @@ ROUNDS = ["round_seeds", "round_captions", "round_reconstructions", "round_refin
 OWN_SCRIPTS = {"round_seeds", "round_train_set", "round_metrics"}
 # IVT (ivt/dvc.yaml): its own stages; ivt_eval is a foreach over the three models it scores.
 IVT = ["ivt_data", "ivt_traces", "ivt_sft", "ivt_grpo", "ivt_eval", "ivt_report"]
+# paper/dvc.yaml: analyses that `viper paper` runs in each experiment beside dvc.yaml
+PAPER = ["analysis"]
 STAGES = TRAIN_EVAL + SYNTHESIS
-ALL = STAGES + ROUNDS + IVT
+ALL = STAGES + ROUNDS + IVT + PAPER
 
 
 def _covers(declared: str, leaf: str) -> bool:
@@ -104,7 +106,7 @@ def test_every_schema_leaf_is_read_by_some_stage(root):
 def test_stage_scripts_read_params_through_their_own_view(root):
     """Each script loads exactly its own stage's view, so StageParams enforces the declaration (round stages
     running round 0's scripts get their group's view through $DVC_STAGE: viper.config.running_stage)."""
-    for name in STAGES + sorted(OWN_SCRIPTS) + IVT:
+    for name in STAGES + sorted(OWN_SCRIPTS) + IVT + PAPER:
         src = (root / "stages" / f"{name}.py").read_text()
         assert re.findall(r'load_stage_params\("(\w+)"\)', src) == [name], name
         assert "load_params(" not in src and "params.yaml" not in src, name

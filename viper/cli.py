@@ -12,6 +12,9 @@
     viper pull SOURCE [--rev REV] [--path releases/viper10k] [--out data/pulled/viper10k] [--url]
                           `dvc import` a release, verify it, and set dataset.dir so training uses it
     viper verify DIR      check a Viper10K directory: checksums, tar members, every record
+    viper paper [--no-run] [--only NAME ...]
+                          the paper's experiments as DVC experiments (queued, resumable) and
+                          reports/paper.{md,html,json} beside the paper's numbers (see viper/paper.py)
 """
 
 from __future__ import annotations
@@ -150,8 +153,13 @@ def main(argv: list[str] | None = None) -> int:
     lp = sub.add_parser("loop", help="set the number of closed-loop rounds in params.yaml")
     lp.add_argument("rounds", type=int, help="rounds after round 0 (0 = the single-cycle pipeline)")
     lp.add_argument("--params", default="params.yaml", help="the params file to change")
+    pp = sub.add_parser("paper", help="run the paper's experiments and write reports/paper.{md,html,json}")
+    pp.add_argument("--no-run", action="store_true", help="only render the report from finished experiments")
+    pp.add_argument("--only", nargs="+", metavar="NAME", help="run only these experiments (the report needs all)")
     args = parser.parse_args(argv)
 
+    if args.command == "paper":
+        return _paper_command(args)
     if args.command == "loop":
         return _loop_command(args)
 
@@ -175,6 +183,36 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  ({len(unfinished)} unfinished writes of killed workers: never read; `viper cache clear` removes them)")
     else:
         print(f"cleared the item cache in {clear_cache()}")
+    return 0
+
+
+def _paper_command(args: argparse.Namespace) -> int:
+    from viper import paper, paper_report
+    from viper.store.io import atomic_write_bytes
+
+    root = Path.cwd()
+    if not (root / "dvc.yaml").exists():
+        print("viper paper: no dvc.yaml here; run it from the repository root", file=sys.stderr)
+        return 2
+    names = list(paper.EXPERIMENTS)
+    unknown = [n for n in args.only or [] if n not in names]
+    if unknown:
+        print(f"viper paper: unknown experiments {unknown}; known: {names}", file=sys.stderr)
+        return 2
+    try:
+        if not args.no_run:
+            ran = paper.run(root, args.only or names)
+            print(f"ran {len(ran)} experiment(s): {', '.join(ran) or 'none (all done for this commit)'}")
+        results = paper.collect(root, names)
+    except paper.PaperError as err:
+        print(f"viper paper: {err}", file=sys.stderr)
+        return 1
+    reports = root / "reports"
+    atomic_write_bytes(reports / "paper.md", paper_report.markdown(results).encode())
+    atomic_write_bytes(reports / "paper.html", paper_report.html_page(results).encode())
+    summary = json.dumps(paper_report.summary(results), indent=2) + "\n"
+    atomic_write_bytes(reports / "paper.json", summary.encode())
+    print("wrote reports/paper.md, reports/paper.html, reports/paper.json")
     return 0
 
 

@@ -255,6 +255,15 @@ BENCHMARK_NAMES = ("MMStar", "RealWorldQA", "MME-RealWorld", "BLINK", "Mantis-Ev
                    "CRPE_RELATION")
 
 
+class Analysis(_Section):
+    """The paper's Figure 4 on our models (stages/analysis.py, viper/analysis/)."""
+    examples: int = Field(gt=0, description="Caption-refining prompts whose reasoning words are counted (the "
+                          "first by key), for the model before and after stage 1.")
+    attention_examples: int = Field(gt=0, description="Inputs whose answer-to-image attention is mapped, base vs "
+                                    "final model.")
+    max_new_tokens: int = Field(gt=0, description="Length of the answers generated for both analyses.")
+
+
 class BenchData(_Section):
     rows: int = Field(gt=0, multiple_of=12, description="Rows per generated tiny benchmark (CRPE needs blocks of "
                       "4, MMStar an equal share for each of its 6 categories).")
@@ -433,6 +442,7 @@ class Params(_Section):
     cold_start: ColdStart
     rl: Rl
     reward: Reward
+    analysis: Analysis
     bench_data: BenchData
     benchmark: Benchmark
     ray: RayExecutor = Field(default_factory=RayExecutor)
@@ -499,14 +509,17 @@ ROUNDS_LOCK = "rounds/dvc.lock"
 # IVT, the second method (viper/ivt/): a pipeline of its own that shares the `models` stage.
 IVT_FILE = "ivt/dvc.yaml"
 IVT_LOCK = "ivt/dvc.lock"
+# The paper's analyses that `viper paper` runs in every experiment beside dvc.yaml (viper/paper.py).
+PAPER_FILE = "paper/dvc.yaml"
 
 
-def pipeline_stages(root: str | Path = ".", rounds: bool = False, ivt: bool = False) -> dict[str, dict]:
+def pipeline_stages(root: str | Path = ".", rounds: bool = False, ivt: bool = False,
+                    paper: bool = False) -> dict[str, dict]:
     """Every stage of round 0, name -> its dvc.yaml entry, in file order; with `rounds`, then the round
     groups of rounds/dvc.yaml, name -> their `do` template; with `ivt`, then the stages of ivt/dvc.yaml (a
-    foreach group by its name)."""
+    foreach group by its name); with `paper`, then those of paper/dvc.yaml."""
     stages: dict[str, dict] = {}
-    extra = ((ROUNDS_FILE,) if rounds else ()) + ((IVT_FILE,) if ivt else ())
+    extra = ((ROUNDS_FILE,) if rounds else ()) + ((IVT_FILE,) if ivt else ()) + ((PAPER_FILE,) if paper else ())
     for f in PIPELINE_FILES + tuple(e for e in extra if (Path(root) / e).exists()):
         for name, spec in yaml.safe_load((Path(root) / f).read_text())["stages"].items():
             stages[name] = spec.get("do", spec)
@@ -516,10 +529,10 @@ def pipeline_stages(root: str | Path = ".", rounds: bool = False, ivt: bool = Fa
 def stage_declared_params(stage: str, root: str | Path = ".") -> list[str]:
     """The params keys a stage declares in its dvc.yaml (dotted paths into params.yaml); a round stage
     (`round_captions@2`) declares what its group's template does."""
-    spec = pipeline_stages(root, rounds=True, ivt=True)
+    spec = pipeline_stages(root, rounds=True, ivt=True, paper=True)
     group = stage.partition("@")[0]
     if group not in spec:
-        raise ParamsError(f"stage {stage!r} is in none of {PIPELINE_FILES + (ROUNDS_FILE, IVT_FILE)}; "
+        raise ParamsError(f"stage {stage!r} is in none of {PIPELINE_FILES + (ROUNDS_FILE, IVT_FILE, PAPER_FILE)}; "
                           f"known: {sorted(spec)}")
     keys: list[str] = []
     for entry in spec[group].get("params", []):
@@ -540,7 +553,7 @@ def running_stage(script_stage: str, root: str | Path = ".") -> str:
     group = addressed.partition("@")[0]
     if not addressed or group == script_stage:
         return script_stage
-    spec = pipeline_stages(root, rounds=True, ivt=True).get(group)
+    spec = pipeline_stages(root, rounds=True, ivt=True, paper=True).get(group)
     if spec and str(spec.get("cmd", "")).startswith(f"python stages/{script_stage}.py"):
         return addressed
     return script_stage

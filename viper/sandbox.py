@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from viper.config import IVT_FILE, PIPELINE_FILES, ROUNDS_FILE
+from viper.config import IVT_FILE, PAPER_FILE, PIPELINE_FILES, ROUNDS_FILE
 
 ROOT = Path(__file__).resolve().parent.parent  # the project checkout this module lives in
 
@@ -41,10 +41,10 @@ def ran_stages(output: str) -> set[str]:
 
 def target(stage: str) -> str:
     """The `dvc repro` target of a stage, whichever pipeline file holds it (`round_captions@2`: rounds/)."""
-    for f in (*PIPELINE_FILES, ROUNDS_FILE, IVT_FILE):
+    for f in (*PIPELINE_FILES, ROUNDS_FILE, IVT_FILE, PAPER_FILE):
         if stage.partition("@")[0] in yaml.safe_load((ROOT / f).read_text())["stages"]:
             return stage if f == "dvc.yaml" else f"{f}:{stage}"
-    raise KeyError(f"stage {stage!r} is in none of {PIPELINE_FILES + (ROUNDS_FILE, IVT_FILE)}")
+    raise KeyError(f"stage {stage!r} is in none of {PIPELINE_FILES + (ROUNDS_FILE, IVT_FILE, PAPER_FILE)}")
 
 
 def project_files(root: Path = ROOT) -> list[str]:

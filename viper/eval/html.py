@@ -17,7 +17,9 @@ BAR_COLOURS = ["#1f5fbf", "#e0702a", "#2a9d4b", "#8e44ad", "#c0392b", "#16a085"]
 LINE_COLOURS = {"reward": "#1f5fbf", "format": "#e0702a", "correct": "#2a9d4b",
                 # per-round curves of closed-loop runs (viper/loop.py)
                 "overall": "#203864", "judge_acceptance": "#8a3ffc", "caption_spread": "#d12771",
-                "caption_distinct_2": "#007d79", "instruction_distinct_2": "#b28600"}
+                "caption_distinct_2": "#007d79", "instruction_distinct_2": "#b28600",
+                # the paper report's Figure 2 (viper/paper_report.py)
+                "with_cold_start": "#8e44ad", "without_cold_start": "#1f5fbf"}
 HEADER_BG = "#203864"
 
 
