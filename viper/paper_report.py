@@ -28,26 +28,24 @@ def _scores(exp: dict, model: str, keys: list[str]) -> list[float | None]:
     return [exp["benchmark"].get(model, {}).get(k) for k in keys]
 
 
-def table1(results: dict) -> tuple[list[str], list[list[str]]]:
-    cols = [*PAPER_BENCHMARKS, "Overall"]
-    two = results["two_stage"]
-    base, ours = _scores(two, "base", cols), _scores(two, "stage2", cols)
-    rows = [["ours: base", *map(_f, base)], ["ours: ViPER (two-stage)", *map(_f, ours)],
-            ["ours: Δ", *(_f(None if a is None or b is None else b - a, True) for a, b in zip(base, ours))]]
-    for name in ("Qwen2.5-VL-7B", "Qwen-Viper-7B", "Qwen2.5-VL-3B", "Qwen-Viper-3B"):
-        rows.append([f"paper: {name}", *(_f(PAPER_RESULTS[name].get(c)) for c in cols)])
-    return ["model", *cols], rows
-
-
-def table2(results: dict) -> tuple[list[str], list[list[str]]]:
-    keys = [f"MMStar/{c}" for c in MMSTAR_CATEGORIES]
+def _beside_paper(results: dict, keys: list[str]) -> list[list[str]]:
+    """Our base and two-stage final model on `keys`, their difference, then the paper's four models."""
     two = results["two_stage"]
     base, ours = _scores(two, "base", keys), _scores(two, "stage2", keys)
     rows = [["ours: base", *map(_f, base)], ["ours: ViPER (two-stage)", *map(_f, ours)],
             ["ours: Δ", *(_f(None if a is None or b is None else b - a, True) for a, b in zip(base, ours))]]
     for name in ("Qwen2.5-VL-7B", "Qwen-Viper-7B", "Qwen2.5-VL-3B", "Qwen-Viper-3B"):
         rows.append([f"paper: {name}", *(_f(PAPER_RESULTS[name].get(k)) for k in keys)])
-    return ["model", *MMSTAR_CATEGORIES], rows
+    return rows
+
+
+def table1(results: dict) -> tuple[list[str], list[list[str]]]:
+    cols = [*PAPER_BENCHMARKS, "Overall"]
+    return ["model", *cols], _beside_paper(results, cols)
+
+
+def table2(results: dict) -> tuple[list[str], list[list[str]]]:
+    return ["model", *MMSTAR_CATEGORIES], _beside_paper(results, [f"MMStar/{c}" for c in MMSTAR_CATEGORIES])
 
 
 def figure3(results: dict) -> dict:
