@@ -9,7 +9,7 @@ from PIL import Image
 
 from viper import paper_report
 from viper.eval.report import MMSTAR_CATEGORIES, PAPER_BENCHMARKS
-from viper.paper import EXPERIMENTS, with_overrides
+from viper.paper import EXPERIMENTS, ROUNDS, PaperError, apply, experiments, queue, with_overrides
 
 
 def scores(level: float) -> dict:
@@ -60,7 +60,10 @@ def test_html_has_each_section_and_its_images(results):
     for title in ("Table 1", "Table 2", "Figure 2", "Figure 3", "Figure 4a", "Figure 4b", "Figure 5"):
         assert f"<h2>{title}" in page
     assert page.count('<svg class="plot"') == 4  # Figures 2, 3, 4a, 5
+    assert page.count('<svg class="plot cloud"') == 2  # Figure 4a: a word cloud per model
+    assert "<title>dog: 3</title>dog</text>" in page
     assert page.count("data:image/png") == 1  # the attention panel
+    assert "Beyond the paper" not in page  # no rounds experiment here
 
 
 def test_summary_is_json_with_the_reported_deltas(results):
@@ -71,8 +74,70 @@ def test_summary_is_json_with_the_reported_deltas(results):
     assert set(s["experiments"]) == set(EXPERIMENTS)
 
 
-def test_overrides_change_only_their_keys():
-    params = {"rl": {"stage_order": "two_stage", "beta": 0.0}, "cold_start": {"enabled": False}}
+def round_result(k: int, overall: float) -> dict:
+    return {"round": k, "overall": overall, "overall_stage1": overall - 1, "judge_acceptance": 0.5,
+            "refinements_per_caption": 2.0, "synthesis_vlm": {"path": "data" if k == 0 else f"data/rounds/{k}"},
+            "rl": {"rl_stage1": {"reward_mean": 0.1}, "rl_stage2": {"reward_mean": 0.2}},
+            "diversity": {"caption_distinct_1": 0.5, "caption_distinct_2": 0.6, "instruction_distinct_1": 0.5,
+                          "instruction_distinct_2": 0.7, "caption_spread": 0.3, "caption_length": 12.0},
+            "edit_categories": {"attribute": 2, "removal": 1}, "benchmarks": {"MMStar": overall}}
+
+
+def test_rounds_experiment_is_reported_beside_the_paper(results):
+    results[ROUNDS] = {**results["two_stage"], "rounds": [round_result(0, 30.0), round_result(1, 28.0)],
+                       "benchmark": {**results["two_stage"]["benchmark"],
+                                     "rounds": {"overall": [30.0, 28.0], "flags": ["round 1: Overall 28.00 < 30"]}}}
+    md, page = paper_report.markdown(results), paper_report.html_page(results)
+    assert "## Beyond the paper: closed-loop rounds" in md and "open question 1" in md
+    assert "| 1 | 28 | 27 |" in md and "- round 1: Overall 28.00 < 30" in md
+    assert "<h2>Beyond the paper: closed-loop rounds" in page and "<li>round 1: Overall 28.00 &lt; 30</li>" in page
+    assert json.loads(json.dumps(paper_report.summary(results)))["rounds"]["overall"] == [30.0, 28.0]
+
+
+def project_params(root) -> dict:
+    import yaml
+    return yaml.safe_load((root / "params.yaml").read_text())
+
+
+def test_overrides_change_only_their_keys(root):
+    params = project_params(root)
     out = with_overrides(params, EXPERIMENTS["cold_start"])
-    assert out == {"rl": {"stage_order": "two_stage", "beta": 0.0}, "cold_start": {"enabled": True}}
-    assert params["cold_start"]["enabled"] is False
+    changed = {k for k in params if params[k] != out[k]}
+    assert changed <= {"cold_start", "loop"} and out["cold_start"]["enabled"] is True
+    assert out["loop"]["rounds"] == 0 and out["loop"]["unrolled"] == {"rounds": {}, "measured": {}}
+    assert params["cold_start"]["enabled"] is False  # a copy: the workspace's params are untouched
+
+
+def test_rounds_experiment_exists_only_with_paper_rounds(root):
+    params = project_params(root)
+    assert set(experiments({**params, "paper": {"rounds": 0}})) == set(EXPERIMENTS)
+    two = experiments({**params, "paper": {"rounds": 2}})
+    assert two[ROUNDS]["loop.rounds"] == 2 and set(two) == {*EXPERIMENTS, ROUNDS}
+    with pytest.raises(PaperError, match="paper.rounds > 0"):
+        experiments({**params, "paper": {"rounds": 0}}, [ROUNDS])
+
+
+def test_queued_params_file_is_what_the_plan_compares(root, tmp_path):
+    """The rounds experiment's params.yaml is written through ruamel (DVC's -S cannot give loop.unrolled its
+    digit-string keys): the file must read back as the plan's expectation and pass validation, comments kept."""
+    import yaml
+
+    from viper.config import edit_params, load_params
+
+    path = tmp_path / "params.yaml"
+    path.write_text((root / "params.yaml").read_text())
+    overrides = experiments({**project_params(root), "paper": {"rounds": 2}})[ROUNDS]
+    edit_params(path, lambda data: apply(data, overrides))
+    written = yaml.safe_load(path.read_text())
+    assert written == with_overrides(project_params(root), overrides)
+    assert list(written["loop"]["unrolled"]["rounds"]) == ["1", "2"]
+    assert load_params(path).loop.rounds == 2
+    assert "# closed-loop rounds after round 0" in path.read_text()
+
+
+def test_queue_puts_params_back_when_dvc_fails(root, tmp_path):
+    (tmp_path / "params.yaml").write_text((root / "params.yaml").read_text())
+    before = (tmp_path / "params.yaml").read_bytes()
+    with pytest.raises(PaperError, match="dvc exp run --queue"):
+        queue(tmp_path, "mixed", EXPERIMENTS["mixed"])  # not a DVC repository: queueing fails
+    assert (tmp_path / "params.yaml").read_bytes() == before

@@ -26,7 +26,8 @@ from pathlib import Path
 
 import yaml
 
-from viper.config import IVT_FILE, IVT_LOCK, LOCK_FILES, ROUNDS_FILE, ROUNDS_LOCK, pipeline_stages
+from viper.config import (IVT_FILE, IVT_LOCK, LOCK_FILES, ROUNDS_FILE, ROUNDS_LOCK, ParamsError, load_params,
+                          pipeline_stages)
 from viper.store.cache import cache_exists, clear_cache, open_cache
 
 # The cache step names each stage writes (viper10k runs two model steps).
@@ -194,17 +195,18 @@ def _paper_command(args: argparse.Namespace) -> int:
     if not (root / "dvc.yaml").exists():
         print("viper paper: no dvc.yaml here; run it from the repository root", file=sys.stderr)
         return 2
-    names = list(paper.EXPERIMENTS)
-    unknown = [n for n in args.only or [] if n not in names]
+    unknown = [n for n in args.only or [] if n not in paper.NAMES]
     if unknown:
-        print(f"viper paper: unknown experiments {unknown}; known: {names}", file=sys.stderr)
+        print(f"viper paper: unknown experiments {unknown}; known: {list(paper.NAMES)}", file=sys.stderr)
         return 2
     try:
+        load_params(root / "params.yaml")  # validated first: a bad value fails here, not in a queued run
+        names = list(paper.experiments(yaml.safe_load((root / "params.yaml").read_text())))
         if not args.no_run:
             ran = paper.run(root, args.only or names)
             print(f"ran {len(ran)} experiment(s): {', '.join(ran) or 'none (all done for this commit)'}")
         results = paper.collect(root, names)
-    except paper.PaperError as err:
+    except (paper.PaperError, ParamsError) as err:
         print(f"viper paper: {err}", file=sys.stderr)
         return 1
     reports = root / "reports"

@@ -423,7 +423,17 @@ class Ivt(_Section):
         return self
 
 
-RUNTIME_SECTIONS = ("ray", "stream")  # params that choose how work runs, never what it computes: no stage depends on them
+class Paper(_Section):
+    """Which experiments `viper paper` runs (viper/paper.py). Read by that command, never by a stage."""
+    rounds: int = Field(0, ge=0, description=(
+        "The rounds experiment: the recipe followed by this many closed-loop rounds (0: not run). The paper runs "
+        "one cycle; whether more rounds help is its open question 1, so this experiment is reported beside, not "
+        "among, the paper's."))
+
+
+# Sections no stage depends on: how work runs (ray, stream), never what it computes, and which experiments
+# `viper paper` runs (paper). Changing them reruns nothing.
+RUNTIME_SECTIONS = ("ray", "stream", "paper")
 
 
 class Params(_Section):
@@ -443,6 +453,7 @@ class Params(_Section):
     rl: Rl
     reward: Reward
     analysis: Analysis
+    paper: Paper = Field(default_factory=Paper)
     bench_data: BenchData
     benchmark: Benchmark
     ray: RayExecutor = Field(default_factory=RayExecutor)
@@ -498,6 +509,27 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     return parse_params(yaml.safe_load(path.read_text()), str(path))
 
 
+def edit_params(path: str | Path, edit: Any) -> Any:
+    """Apply `edit(data)` to a params file in ruamel's round-trip mode and write it back atomically: every line
+    the edit does not touch stays as it was (comments, flow mappings, `null`s). Returns what `edit` returns."""
+    import io
+
+    from ruamel.yaml import YAML
+
+    from viper.store.io import atomic_write_bytes
+
+    rt = YAML()
+    rt.width = 4096  # never re-wrap the long commented lines
+    rt.representer.add_representer(type(None), lambda r, _: r.represent_scalar("tag:yaml.org,2002:null", "null"))
+    path = Path(path)
+    data = rt.load(path.read_text())
+    result = edit(data)
+    out = io.StringIO()
+    rt.dump(data, out)
+    atomic_write_bytes(path, out.getvalue().encode())
+    return result
+
+
 # The pipeline files, relative to the repository root: training + evaluation, and Viper10K synthesis
 # (a file of its own so training on a pulled dataset never reaches it). Stage names are unique across both.
 PIPELINE_FILES = ("dvc.yaml", "synthesis/dvc.yaml")
@@ -509,7 +541,7 @@ ROUNDS_LOCK = "rounds/dvc.lock"
 # IVT, the second method (viper/ivt/): a pipeline of its own that shares the `models` stage.
 IVT_FILE = "ivt/dvc.yaml"
 IVT_LOCK = "ivt/dvc.lock"
-# The paper's analyses that `viper paper` runs in every experiment beside dvc.yaml (viper/paper.py).
+# The paper's analyses (Figure 4), which `viper paper` runs beside dvc.yaml in the recipe's experiment (viper/paper.py).
 PAPER_FILE = "paper/dvc.yaml"
 
 

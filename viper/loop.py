@@ -94,31 +94,25 @@ def n_fresh(n: int, fresh_fraction: float) -> int:
     return round(n * fresh_fraction)
 
 
+def set_rounds(data, rounds: int) -> dict:
+    """Set loop.rounds and loop.unrolled in a loaded params mapping (ruamel's round-trip one keeps the existing
+    mappings' comments: they are refilled, not replaced). Returns the tables."""
+    if "loop" not in data:
+        raise ValueError("the params have no `loop` section; copy it from the project's params.yaml")
+    tables = unroll(rounds, data["dataset"]["dir"])
+    data["loop"]["rounds"] = rounds
+    for name, table in tables.items():
+        data["loop"]["unrolled"][name].clear()
+        data["loop"]["unrolled"][name].update(table)
+    return tables
+
+
 def write_unrolled(params_path: str | Path, rounds: int) -> dict:
     """Set loop.rounds and loop.unrolled in a params file; every other line stays as it was (comments,
     flow mappings, `null`s), so `viper loop 0` gives back the file it started from."""
-    import io
+    from viper.config import edit_params
 
-    from ruamel.yaml import YAML
-
-    from viper.store.io import atomic_write_bytes
-
-    yaml = YAML()  # round-trip mode: keeps comments and layout
-    yaml.width = 4096  # never re-wrap the long commented lines
-    yaml.representer.add_representer(type(None), lambda r, _: r.represent_scalar("tag:yaml.org,2002:null", "null"))
-    path = Path(params_path)
-    data = yaml.load(path.read_text())
-    if "loop" not in data:
-        raise ValueError(f"{params_path} has no `loop` section; copy it from the project's params.yaml")
-    tables = unroll(rounds, data["dataset"]["dir"])
-    data["loop"]["rounds"] = rounds
-    for name, table in tables.items():  # keep the existing mappings (and their comments), refill them
-        data["loop"]["unrolled"][name].clear()
-        data["loop"]["unrolled"][name].update(table)
-    out = io.StringIO()
-    yaml.dump(data, out)
-    atomic_write_bytes(path, out.getvalue().encode())
-    return tables
+    return edit_params(params_path, lambda data: set_rounds(data, rounds))
 
 
 # ---- measurements of a round (stages/round_metrics.py) and the report's flags (stages/benchmark.py) ----

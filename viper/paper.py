@@ -7,16 +7,23 @@ Experiments (each a `dvc exp run` of the whole pipeline with a few params change
     caption_only    stage 1 alone                                     Figure 5
     operation_only  stage 2 alone                                     Figure 5
     cold_start      the recipe after the SFT warm-up                  Figure 2
+    rounds          the recipe, then `paper.rounds` closed-loop       beyond the paper (its open question 1);
+                    rounds (only when paper.rounds > 0)               not run when paper.rounds is 0
 
-They are queued with `dvc exp run --queue` and run by one `dvc queue` worker. An experiment already finished for
-the current commit with the same params is not queued again, so the command resumes, and run twice it runs
-nothing. The report is then built from the experiments' committed outputs (git refs under refs/exps), never from
-whatever the workspace holds: reports/paper.md, reports/paper.html, reports/paper.json.
+The first five run a single cycle (loop.rounds 0) whatever the workspace's loop says. Each is queued with
+`dvc exp run --queue` from a workspace whose params.yaml holds the experiment's values (written, queued, put
+back: DVC snapshots the workspace when it queues; `-S` cannot set loop.unrolled, whose keys are digit strings),
+and one `dvc queue` worker runs them. Only two_stage also runs paper/dvc.yaml (Figure 4's analyses of the
+recipe's models). An experiment already finished for the current commit with the same params is not queued
+again, so the command resumes, and run twice it runs nothing. The report is then built from the experiments'
+committed outputs (git refs under refs/exps), never from whatever the workspace holds: reports/paper.md,
+reports/paper.html, reports/paper.json.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -24,14 +31,24 @@ from typing import Any
 
 import yaml
 
+from viper.config import RUNTIME_SECTIONS
+
 PREFIX = "paper-"
+SINGLE = {"loop.rounds": 0}  # the paper's experiments are one cycle each
 EXPERIMENTS: dict[str, dict[str, Any]] = {
-    "two_stage": {"rl.stage_order": "two_stage", "cold_start.enabled": False},
-    "mixed": {"rl.stage_order": "mixed", "cold_start.enabled": False},
-    "caption_only": {"rl.stage_order": "caption_only", "cold_start.enabled": False},
-    "operation_only": {"rl.stage_order": "operation_only", "cold_start.enabled": False},
-    "cold_start": {"rl.stage_order": "two_stage", "cold_start.enabled": True},
+    "two_stage": {"rl.stage_order": "two_stage", "cold_start.enabled": False, **SINGLE},
+    "mixed": {"rl.stage_order": "mixed", "cold_start.enabled": False, **SINGLE},
+    "caption_only": {"rl.stage_order": "caption_only", "cold_start.enabled": False, **SINGLE},
+    "operation_only": {"rl.stage_order": "operation_only", "cold_start.enabled": False, **SINGLE},
+    "cold_start": {"rl.stage_order": "two_stage", "cold_start.enabled": True, **SINGLE},
 }
+ROUNDS = "rounds"  # the recipe + paper.rounds closed-loop rounds (overrides from params: see experiments())
+NAMES = (*EXPERIMENTS, ROUNDS)
+# the pipeline files each experiment runs: Figure 4's analyses only for the recipe (the report reads no other's)
+TARGETS = {"two_stage": ("dvc.yaml", "paper/dvc.yaml")}
+# params sections no stage of these experiments reads: a change there does not make a finished experiment stale
+IGNORED = (*RUNTIME_SECTIONS, "ivt")
+CURVE_KEYS = ("reward", "format", "correct")  # of viper.rl.curves.CURVES: what Figure 2 and the tables use
 
 
 class PaperError(RuntimeError):
@@ -45,22 +62,54 @@ def _git(root: Path, *args: str, binary: bool = False) -> Any:
     return proc.stdout
 
 
-def _dvc(root: Path, *args: str) -> str:
-    proc = subprocess.run(["dvc", *args], cwd=root, capture_output=True, text=True)
+def _dvc(root: Path, *args: str, env: dict | None = None) -> str:
+    proc = subprocess.run(["dvc", *args], cwd=root, capture_output=True, text=True, env=env)
     if proc.returncode:
         raise PaperError(f"dvc {' '.join(args)} failed:\n{(proc.stdout + proc.stderr)[-3000:]}")
     return proc.stdout
 
 
-def with_overrides(params: dict, overrides: dict[str, Any]) -> dict:
-    out = json.loads(json.dumps(params))
+def experiments(params: dict, names: list[str] | None = None) -> dict[str, dict[str, Any]]:
+    """name -> the params it changes, for `names` (default: all that apply: rounds only with paper.rounds > 0)."""
+    n = int((params.get("paper") or {}).get("rounds", 0))
+    table = dict(EXPERIMENTS)
+    if n > 0:
+        table[ROUNDS] = {"rl.stage_order": "two_stage", "cold_start.enabled": False, "loop.rounds": n}
+    if names is None:
+        return table
+    missing = [name for name in names if name not in table]
+    if missing:
+        raise PaperError(f"no experiment {', '.join(missing)} here" + (
+            "; the rounds experiment runs when paper.rounds > 0 in params.yaml" if ROUNDS in missing else ""))
+    return {name: table[name] for name in names}
+
+
+def set_dotted(data: Any, dotted: str, value: Any) -> None:
+    *path, last = dotted.split(".")
+    for part in path:
+        data = data[part]
+    data[last] = value
+
+
+def apply(data: Any, overrides: dict[str, Any]) -> Any:
+    """Set each dotted key of `overrides` in a params mapping (plain or ruamel's), in place; loop.rounds also
+    rewrites loop.unrolled, as `viper loop N` does. Returns `data`."""
+    from viper.loop import set_rounds
+
     for dotted, value in overrides.items():
-        node = out
-        *path, last = dotted.split(".")
-        for part in path:
-            node = node[part]
-        node[last] = value
-    return out
+        if dotted == "loop.rounds":
+            set_rounds(data, value)
+        else:
+            set_dotted(data, dotted, value)
+    return data
+
+
+def with_overrides(params: dict, overrides: dict[str, Any]) -> dict:
+    return apply(json.loads(json.dumps(params)), overrides)
+
+
+def relevant(params: dict) -> dict:
+    return {k: v for k, v in params.items() if k not in IGNORED}
 
 
 def finished(root: Path) -> dict[str, str]:
@@ -77,22 +126,46 @@ def finished(root: Path) -> dict[str, str]:
 
 
 def plan(root: Path, names: list[str]) -> tuple[list[str], list[str]]:
-    """(to run, already done): an experiment is done when it exists for HEAD with the params it would run now."""
+    """(to run, already done): an experiment is done when it exists for HEAD with the params it would run now
+    (sections none of its stages reads aside)."""
     params = yaml.safe_load((root / "params.yaml").read_text())
     done = finished(root)
     todo, kept = [], []
-    for name in names:
-        want = with_overrides(params, EXPERIMENTS[name])
+    for name, overrides in experiments(params, names).items():
+        want = relevant(with_overrides(params, overrides))
         sha = done.get(name)
-        if sha and yaml.safe_load(_git(root, "show", f"{sha}:params.yaml")) == want:
+        if sha and relevant(yaml.safe_load(_git(root, "show", f"{sha}:params.yaml"))) == want:
             kept.append(name)
         else:
             todo.append(name)
     return todo, kept
 
 
-def _value(v: Any) -> str:
-    return "true" if v is True else "false" if v is False else str(v)
+def queue(root: Path, name: str, overrides: dict[str, Any]) -> None:
+    """Queue one experiment: params.yaml gets its values, DVC snapshots the workspace, the file is put back
+    byte for byte (also when queueing fails)."""
+    from viper.config import edit_params
+    from viper.store.io import atomic_write_bytes
+
+    path = root / "params.yaml"
+    original = path.read_bytes()
+    try:
+        edit_params(path, lambda data: apply(data, overrides))
+        _dvc(root, "exp", "run", "--queue", "-n", PREFIX + name, *TARGETS.get(name, ("dvc.yaml",)))
+    finally:
+        atomic_write_bytes(path, original)
+
+
+def worker_env(root: Path) -> dict:
+    """The queue worker's environment: the workspace's item cache, unless one is named already. Each experiment
+    runs in a temporary copy without the (untracked) .viper_cache/, where every model call would miss: the base
+    model's benchmark replies and the synthesis calls a round repeats are then computed once, not per run."""
+    from viper.store.cache import ENV_VAR, URL_VAR
+
+    env = dict(os.environ)
+    if not env.get(ENV_VAR) and not env.get(URL_VAR):
+        env[ENV_VAR] = str(root.resolve() / ".viper_cache")
+    return env
 
 
 def run(root: Path, names: list[str], poll: float = 10.0, log=print) -> list[str]:
@@ -105,12 +178,12 @@ def run(root: Path, names: list[str], poll: float = 10.0, log=print) -> list[str
     stale = [PREFIX + n for n in todo if n in finished(root)]  # same name, other params: replaced
     if stale:
         _dvc(root, "exp", "remove", *stale)
+    table = experiments(yaml.safe_load((root / "params.yaml").read_text()), todo)
     for name in todo:
-        sets = [a for k, v in EXPERIMENTS[name].items() for a in ("-S", f"{k}={_value(v)}")]
-        # no --force: for `dvc exp run` it also means "rerun every stage"
-        _dvc(root, "exp", "run", "--queue", "-n", PREFIX + name, "dvc.yaml", "paper/dvc.yaml", *sets)
+        # no `dvc exp run --force`: it also means "rerun every stage"
+        queue(root, name, table[name])
         log(f"paper-{name}: queued")
-    _dvc(root, "queue", "start", "-j", "1")
+    _dvc(root, "queue", "start", "-j", "1", env=worker_env(root))
     while True:
         status = _dvc(root, "queue", "status")
         pending = [line for line in status.splitlines() if line.split()[-1:] in (["Queued"], ["Running"])
@@ -131,8 +204,6 @@ def read(root: Path, sha: str, path: str, binary: bool = False) -> Any:
 
 def collect(root: Path, names: list[str]) -> dict[str, dict]:
     """What the report needs from each finished experiment's commit."""
-    from viper.rl.curves import CURVES
-
     done = finished(root)
     missing = [n for n in names if n not in done]
     if missing:
@@ -144,11 +215,10 @@ def collect(root: Path, names: list[str]) -> dict[str, dict]:
         curves = {}
         for stage in ("rl_stage1", "rl_stage2"):
             rows: dict[int, dict] = {}
-            for key in ("reward", "format", "correct"):
-                assert key in CURVES
+            for key in CURVE_KEYS:
                 try:
                     text = read(root, sha, f"reports/curves/{stage}/plots/metrics/{key}.tsv")
-                except PaperError:
+                except PaperError:  # a stage the experiment skipped (caption_only has no stage 2) has none
                     continue
                 for line in text.splitlines()[1:]:
                     step, value = line.split("\t")[:2]
@@ -161,5 +231,10 @@ def collect(root: Path, names: list[str]) -> dict[str, dict]:
             entry["attention"] = json.loads(read(root, sha, "reports/analysis/attention.json"))
             entry["attention_png"] = {r["key"]: read(root, sha, f"reports/analysis/attention/{r['key']}.png",
                                                      binary=True) for r in entry["attention"]}
+        if name == ROUNDS:
+            from viper.loop import REPORTS_DIR, ROUND_FILE
+
+            n = yaml.safe_load(read(root, sha, "params.yaml"))["loop"]["rounds"]
+            entry["rounds"] = [json.loads(read(root, sha, f"{REPORTS_DIR}/{k}/{ROUND_FILE}")) for k in range(n + 1)]
         out[name] = entry
     return out

@@ -16,6 +16,10 @@ from viper.eval.report import MISSING, MMSTAR_CATEGORIES, PAPER_BENCHMARKS, PAPE
 
 OPERATION_NOTE = ("The paper names 'scan', 'zoom in', 'look closely at' and 'focus on' as the operation verbs that "
                   "appear after stage 1; counted here in the <think> text only.")
+ROUNDS_TITLE = "closed-loop rounds (ours alone)"
+ROUNDS_NOTE = ("The paper runs one cycle of synthesis and training; whether further rounds, each synthesising with "
+               "the previous round's final model, keep improving is its open question 1. The `rounds` experiment "
+               "(params paper.rounds) runs the recipe and then that many rounds.")
 TINY_NOTE = ("On the embedded default (tiny random models, a few generated seed images, tens of RL steps) every "
              "figure below is a pipeline check: the numbers say nothing about the method.")
 
@@ -97,6 +101,9 @@ def summary(results: dict) -> dict:
                      for m, w in words.items()},
         "figure4b": [{"key": r["key"], "base_focus": r["base_focus"], "final_focus": r["final_focus"]}
                      for r in two.get("attention", [])],
+        **({"rounds": {"overall": [r["overall"] for r in results["rounds"]["rounds"]],
+                       "flags": results["rounds"]["benchmark"].get("rounds", {}).get("flags", [])}}
+           if "rounds" in results else {}),
     }
 
 
@@ -136,7 +143,18 @@ def markdown(results: dict) -> str:
                                                                                    "two_stage")]
                   + [[f"{name} − both", *(_f(f5[name][c]["delta_vs_both"], True) for c in cols)]
                      for name in ("caption_only", "operation_only")]), ""]
+    if "rounds" in results:
+        md, _ = rounds_sections(results["rounds"])
+        lines += [f"## Beyond the paper: {ROUNDS_TITLE}", "", ROUNDS_NOTE, md.replace("## Closed-loop rounds", "###"
+                                                                                      " Closed-loop rounds")]
     return "\n".join(lines) + "\n"
+
+
+def rounds_sections(exp: dict) -> tuple[str, list[tuple[str, str]]]:
+    """The rounds experiment's round-by-round tables, as the benchmark report lays them out (viper/loop.py)."""
+    from viper.loop import report_sections
+
+    return report_sections(exp["rounds"], exp["benchmark"].get("rounds", {}).get("flags", []))
 
 
 def _f3(v: float | None) -> str:
@@ -167,6 +185,9 @@ def html_page(results: dict) -> str:
     fig4a = H.bar_chart("Top reasoning words, % of the words of each model's <think> text", vocab or ["(none)"],
                         {m: [100 * dict(w["top_words"]).get(t, 0) / w["words"] if w["words"] else 0.0 for t in vocab]
                          or [None] for m, w in words.items()})
+    clouds = "".join(H.word_cloud(f"{m}: top words of <think>", w["top_words"], colour=H.BAR_COLOURS[i],
+                                  empty=f"no <think> text in its {w['replies']} replies")
+                     for i, (m, w) in enumerate(words.items()))
     ops_table = H.table(["model", "replies with <think>", "words", *(next(iter(words.values()))["operations"]
                                                                       if words else [])],
                         [[m, w["with_think"], w["words"], *w["operations"].values()] for m, w in words.items()])
@@ -187,9 +208,12 @@ def html_page(results: dict) -> str:
             ["domain", "two-stage", "mixed", "Δ"],
             [[c, v["two_stage"], v["mixed"], v["delta"]] for c, v in f3.items()])),
         ("Figure 4a: words of the policy's reasoning before and after stage 1 (ours alone)",
-         f"<p>{html.escape(OPERATION_NOTE)}</p>" + fig4a + ops_table),
+         f"<p>{html.escape(OPERATION_NOTE)}</p>" + f"<div class='clouds'>{clouds}</div>" + fig4a + ops_table),
         ("Figure 4b: attention from the answer to the image, base vs final (ours alone)",
          "<p>Mean over all layers, heads and answer tokens, normalised over the image tokens.</p>" + panels),
         ("Figure 5: single-stage ablations vs both stages (ours alone)", fig5),
     ]
+    if "rounds" in results:
+        sections.append((f"Beyond the paper: {ROUNDS_TITLE}", f"<p>{html.escape(ROUNDS_NOTE)}</p>"))
+        sections += rounds_sections(results["rounds"])[1]
     return H.page("ViPER: the paper's experiments, reproduced", sections)

@@ -74,3 +74,25 @@ def test_bar_chart_marks_zero_scores_visibly():
     svg = H.bar_chart("t", ["A", "B"], {"m": [0.0, None]})
     heights = [float(h) for h in re.findall(r'height="([\d.]+)" fill="#', svg)]
     assert heights[:2] == [2.0, 0.0]  # a zero keeps a sliver; a missing value draws nothing
+
+
+def test_word_cloud_places_words_without_overlap_largest_for_the_most_frequent():
+    counts = [(f"word{i}", 60 - 2 * i) for i in range(30)]
+    svg = H.word_cloud("t", counts)
+    placed = re.findall(r'<text x="([\d.]+)" y="([\d.]+)" font-family="monospace" font-size="([\d.]+)"[^>]*>'
+                        r'<title>(\w+): (\d+)</title>', svg)
+    shown = len(placed)
+    left_out = int(re.search(r"(\d+) more not shown", svg).group(1)) if "not shown" in svg else 0
+    assert shown >= 10 and shown + left_out == 30
+    boxes = []
+    for x, y, size, word, _ in placed:  # back from the baseline to the box word_cloud reserved
+        size = float(size)
+        boxes.append((float(x), float(y) - 0.8 * size, 0.6 * size * len(word), size))
+    for i, (x, y, w, h) in enumerate(boxes):
+        assert 0 <= x and x + w <= 360 and y + h <= 220
+        for px, py, pw, ph in boxes[:i]:
+            assert x + w <= px + 0.01 or px + pw <= x + 0.01 or y + h <= py + 0.01 or py + ph <= y + 0.01
+    sizes = {word: float(size) for _, _, size, word, _ in placed}
+    assert sizes["word0"] == max(sizes.values()) and sizes["word0"] > sizes[placed[-1][3]]
+    assert H.word_cloud("t", counts) == svg  # deterministic
+    assert "no words" in H.word_cloud("t", [])

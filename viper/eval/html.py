@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+from math import cos as _cos, sin as _sin
 from typing import Any
 
 from PIL import Image
@@ -100,6 +101,49 @@ def line_chart(title: str, rows: list[dict], keys: tuple[str, ...] = ("reward", 
     return "".join(parts) + "</svg>"
 
 
+def word_cloud(title: str, counts: list[tuple[str, int]], colour: str = "#1f5fbf", width: int = 360,
+               height: int = 220, empty: str = "no words") -> str:
+    """A word cloud as SVG: font size grows with the square root of a word's count; words are placed in count
+    order along a spiral from the centre, each at the first point where its box overlaps no earlier word's.
+
+    Monospace text, so a word's box is known without measuring fonts (0.6 em per character). Deterministic:
+    the same counts give the same picture. Words that find no room are left out and counted in a caption."""
+    top = 24
+    parts = [f'<svg class="plot cloud" width="{width}" height="{height}" xmlns="http://www.w3.org/2000/svg">',
+             f'<text x="{width / 2}" y="16" text-anchor="middle" font-size="13">{html.escape(title)}</text>']
+    counts = [(w, c) for w, c in counts if c > 0]
+    if not counts:
+        return "".join(parts) + (f'<text x="{width / 2}" y="{height / 2}" text-anchor="middle">'
+                                 f'{html.escape(empty)}</text></svg>')
+    most = max(c for _, c in counts)
+    placed: list[tuple[float, float, float, float]] = []
+    cx, cy = width / 2, top + (height - top) / 2
+    left_out = 0
+    for word, c in counts:
+        size = 10 + 26 * (c / most) ** 0.5
+        w, h = 0.6 * size * len(word), size
+        spot = None
+        for k in range(1500):  # Archimedean spiral, wider across than down (the box is wide)
+            a = 0.35 * k
+            x, y = cx + 1.6 * a * _cos(a) - w / 2, cy + a * _sin(a) - h / 2
+            if x < 2 or y < top or x + w > width - 2 or y + h > height - 2:
+                continue
+            if all(x + w <= px or px + pw <= x or y + h <= py or py + ph <= y for px, py, pw, ph in placed):
+                spot = (x, y)
+                break
+        if spot is None:
+            left_out += 1
+            continue
+        placed.append((spot[0], spot[1], w, h))
+        parts.append(f'<text x="{spot[0]:.1f}" y="{spot[1] + 0.8 * h:.1f}" font-family="monospace" '
+                     f'font-size="{size:.1f}" fill="{colour}" fill-opacity="{0.55 + 0.45 * c / most:.2f}">'
+                     f'<title>{html.escape(word)}: {c}</title>{html.escape(word)}</text>')
+    if left_out:
+        parts.append(f'<text x="{width - 4}" y="{height - 4}" text-anchor="end" font-size="9" fill="#777">'
+                     f'{left_out} more not shown</text>')
+    return "".join(parts) + "</svg>"
+
+
 def image_tag(img: Image.Image, size: int = 96) -> str:
     img = img.copy()
     img.thumbnail((size, size))
@@ -126,7 +170,8 @@ def page(title: str, sections: list[tuple[str, str]]) -> str:
              f"margin-top:28px}}table{{border-collapse:collapse;margin:8px 0}}th{{background:{HEADER_BG};"
              f"color:#fff;padding:5px 9px}}td{{border:1px solid #ccc;padding:4px 8px;text-align:right}}"
              f"td.q{{text-align:left;max-width:380px}}img{{margin:2px;border:1px solid #999}}"
-             f"svg.plot{{display:block;margin:8px 0}}")
+             f"svg.plot{{display:block;margin:8px 0}}svg.cloud{{display:inline-block;margin:8px 12px 8px 0;"
+             f"border:1px solid #eee}}")
     body = "".join(f"<h2>{html.escape(h)}</h2>{content}" for h, content in sections)
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             f"<style>{style}</style></head><body><h1>{html.escape(title)}</h1>{body}</body></html>\n")
