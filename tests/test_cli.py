@@ -81,3 +81,23 @@ def test_publish_and_pull_refuse_paths_that_leave_their_directories(tmp_path, mo
     err = capsys.readouterr().err
     assert "release name '../elsewhere'" in err and "--out '../elsewhere' must be a directory inside" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dvc.yaml"]
+
+
+def test_paper_without_finished_experiments_names_what_is_missing(root, tmp_path, monkeypatch, capsys):
+    """--no-run renders only from finished experiments: none here. With --only (a partial run) the missing ones are
+    listed and it is not a failure; an invalid params file stops before anything is queued."""
+    import subprocess
+
+    for f in ("params.yaml", "dvc.yaml"):
+        (tmp_path / f).write_text((root / f).read_text())
+    for cmd in (["init", "-q"], ["-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "p", "--allow-empty"]):
+        subprocess.run(["git", *cmd], cwd=tmp_path, check=True)
+    monkeypatch.chdir(tmp_path)
+    assert main(["paper", "--no-run"]) == 1
+    assert "no finished experiment for paper-two_stage" in capsys.readouterr().err
+    assert main(["paper", "--no-run", "--only", "mixed"]) == 0
+    out = capsys.readouterr().out
+    assert "not finished yet: two_stage, mixed, caption_only, operation_only, cold_start, rounds" in out
+    assert main(["paper", "--only", "nonsense"]) == 2 and "unknown experiments" in capsys.readouterr().err
+    (tmp_path / "params.yaml").write_text((root / "params.yaml").read_text().replace("rounds: 1 ", "rounds: -1 "))
+    assert main(["paper", "--no-run"]) == 1 and "paper.rounds" in capsys.readouterr().err

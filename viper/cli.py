@@ -205,6 +205,10 @@ def _paper_command(args: argparse.Namespace) -> int:
         if not args.no_run:
             ran = paper.run(root, args.only or names)
             print(f"ran {len(ran)} experiment(s): {', '.join(ran) or 'none (all done for this commit)'}")
+        waiting = [n for n in names if n not in paper.finished(root)]
+        if args.only and waiting:  # a partial run is not a failure: the report waits for the rest
+            print(f"the report needs every experiment; not finished yet: {', '.join(waiting)} (run `viper paper`)")
+            return 0
         results = paper.collect(root, names)
     except (paper.PaperError, ParamsError) as err:
         print(f"viper paper: {err}", file=sys.stderr)
