@@ -1,8 +1,10 @@
 """reports/paper.{md,html,json}: the paper's Tables 1-2 and Figures 2-5 from our experiments (viper/paper.py).
 
 Where the paper's text gives numbers (Tables 1-2) they stand beside ours; its figures' values are not in the
-text, so Figures 2, 3, 4 and 5 show ours alone, and say so. Every number here was read from an experiment's
-committed outputs (reports/benchmark.json, the RL curves, reports/analysis/).
+text, so Figures 2, 3, 4 and 5 show ours alone, and say so. The rounds experiment, when there is one, comes last
+under "beyond the paper", laid out as the benchmark report lays out closed-loop rounds. Every number here was read
+from an experiment's committed outputs (reports/benchmark.json, the RL curves, reports/analysis/,
+reports/rounds/<k>/round.json).
 """
 
 from __future__ import annotations
