@@ -509,6 +509,14 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     return parse_params(yaml.safe_load(path.read_text()), str(path))
 
 
+def set_dotted(data: Any, dotted: str, value: Any) -> None:
+    """Set `section.key` (any depth) in a params mapping, plain or ruamel's."""
+    *path, last = dotted.split(".")
+    for part in path:
+        data = data[part]
+    data[last] = value
+
+
 def edit_params(path: str | Path, edit: Any) -> Any:
     """Apply `edit(data)` to a params file in ruamel's round-trip mode and write it back atomically: every line
     the edit does not touch stays as it was (comments, flow mappings, `null`s). Returns what `edit` returns."""
@@ -519,6 +527,7 @@ def edit_params(path: str | Path, edit: Any) -> Any:
     from viper.store.io import atomic_write_bytes
 
     rt = YAML()
+    rt.preserve_quotes = True  # a quoted value stays quoted as written
     rt.width = 4096  # never re-wrap the long commented lines
     rt.representer.add_representer(type(None), lambda r, _: r.represent_scalar("tag:yaml.org,2002:null", "null"))
     path = Path(path)

@@ -112,7 +112,10 @@ def write_unrolled(params_path: str | Path, rounds: int) -> dict:
     flow mappings, `null`s), so `viper loop 0` gives back the file it started from."""
     from viper.config import edit_params
 
-    return edit_params(params_path, lambda data: set_rounds(data, rounds))
+    try:
+        return edit_params(params_path, lambda data: set_rounds(data, rounds))
+    except ValueError as err:
+        raise ValueError(f"{params_path}: {err}") from None
 
 
 # ---- measurements of a round (stages/round_metrics.py) and the report's flags (stages/benchmark.py) ----

@@ -31,7 +31,7 @@ from typing import Any
 
 import yaml
 
-from viper.config import RUNTIME_SECTIONS
+from viper.config import RUNTIME_SECTIONS, set_dotted
 
 PREFIX = "paper-"
 SINGLE = {"loop.rounds": 0}  # the paper's experiments are one cycle each
@@ -84,13 +84,6 @@ def experiments(params: dict, names: list[str] | None = None) -> dict[str, dict[
     return {name: table[name] for name in names}
 
 
-def set_dotted(data: Any, dotted: str, value: Any) -> None:
-    *path, last = dotted.split(".")
-    for part in path:
-        data = data[part]
-    data[last] = value
-
-
 def apply(data: Any, overrides: dict[str, Any]) -> Any:
     """Set each dotted key of `overrides` in a params mapping (plain or ruamel's), in place; loop.rounds also
     rewrites loop.unrolled, as `viper loop N` does. Returns `data`."""
@@ -125,19 +118,19 @@ def finished(root: Path) -> dict[str, str]:
     return out
 
 
-def plan(root: Path, names: list[str]) -> tuple[list[str], list[str]]:
-    """(to run, already done): an experiment is done when it exists for HEAD with the params it would run now
-    (sections none of its stages reads aside)."""
+def plan(root: Path, names: list[str]) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """(to run: name -> its overrides, already done): an experiment is done when it exists for HEAD with the
+    params it would run now (sections none of its stages reads aside)."""
     params = yaml.safe_load((root / "params.yaml").read_text())
     done = finished(root)
-    todo, kept = [], []
+    todo, kept = {}, []
     for name, overrides in experiments(params, names).items():
         want = relevant(with_overrides(params, overrides))
         sha = done.get(name)
         if sha and relevant(yaml.safe_load(_git(root, "show", f"{sha}:params.yaml"))) == want:
             kept.append(name)
         else:
-            todo.append(name)
+            todo[name] = overrides
     return todo, kept
 
 
@@ -178,10 +171,9 @@ def run(root: Path, names: list[str], poll: float = 10.0, log=print) -> list[str
     stale = [PREFIX + n for n in todo if n in finished(root)]  # same name, other params: replaced
     if stale:
         _dvc(root, "exp", "remove", *stale)
-    table = experiments(yaml.safe_load((root / "params.yaml").read_text()), todo)
-    for name in todo:
+    for name, overrides in todo.items():
         # no `dvc exp run --force`: it also means "rerun every stage"
-        queue(root, name, table[name])
+        queue(root, name, overrides)
         log(f"paper-{name}: queued")
     _dvc(root, "queue", "start", "-j", "1", env=worker_env(root))
     while True:
@@ -195,7 +187,7 @@ def run(root: Path, names: list[str], poll: float = 10.0, log=print) -> list[str
     if failed:
         logs = "\n".join(_dvc(root, "queue", "logs", PREFIX + n)[-2000:] for n in failed[:1])
         raise PaperError(f"experiments failed: {', '.join(PREFIX + n for n in failed)}\n{logs}")
-    return todo
+    return list(todo)
 
 
 def read(root: Path, sha: str, path: str, binary: bool = False) -> Any:

@@ -172,16 +172,10 @@ def publish(root: Path, name: str, license_name: str, remote: str | None = None,
 
 
 def set_dataset_dir(root: Path, value: str) -> None:
-    """Point params.yaml's dataset.dir at `value`, keeping its comments (ruamel round-trip, as DVC does)."""
-    from ruamel.yaml import YAML
+    """Point params.yaml's dataset.dir at `value`, keeping every other line as it was (viper.config.edit_params)."""
+    from viper.config import edit_params
 
-    y = YAML()
-    y.preserve_quotes = True
-    path = root / "params.yaml"
-    data = y.load(path.read_text())
-    data.setdefault("dataset", {})["dir"] = value
-    with open(path, "w") as f:
-        y.dump(data, f)
+    edit_params(root / "params.yaml", lambda data: data.setdefault("dataset", {}).__setitem__("dir", value))
 
 
 def pull(root: Path, source: str, path: str = "releases/viper10k", out: str = DEFAULT_PULL_DIR,

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from viper.config import IVT_FILE, PAPER_FILE, PIPELINE_FILES, ROUNDS_FILE
+from viper.config import IVT_FILE, PAPER_FILE, PIPELINE_FILES, ROUNDS_FILE, set_dotted
 
 ROOT = Path(__file__).resolve().parent.parent  # the project checkout this module lives in
 
@@ -85,11 +85,7 @@ def copy_repo(src: Path, dest: Path) -> Path:
 def set_params(repo: Path, params: dict) -> None:
     data = yaml.safe_load((repo / "params.yaml").read_text())
     for dotted, value in params.items():
-        node = data
-        *path, last = dotted.split(".")
-        for part in path:
-            node = node[part]
-        node[last] = value
+        set_dotted(data, dotted, value)
     (repo / "params.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
 
 
